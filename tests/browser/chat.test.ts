@@ -1,0 +1,361 @@
+/**
+ * End-to-end tests of the chat page (src/page/index.html) in headless Chromium.
+ *
+ * - "against the real service": src/main.ts with the committed model, started as a child process.
+ *   The happy path (reasoning growing over time, label, six bars, highlights), the empty message,
+ *   queueing, keyboard use, the phone width, 422, 429 and the API-key flow run here.
+ * - "against a fake service" (fake-service.ts): only failures the real service cannot be made to
+ *   produce on demand: a connection cut mid-stream, a 500, an `error` event mid-stream, and a
+ *   stream slow enough to press Stop.
+ *
+ * Without Chromium every test here is reported as skipped, with the reason in its suite's name.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Page } from 'playwright-core'
+import { chromiumPath, launchChromium, type LaunchedBrowser } from './chromium.ts'
+import { startFakeService, type FakeService } from './fake-service.ts'
+import { openChat, reasoningStates, recordReasoningStates, screenshot, send } from './harness.ts'
+import { loadPageCore } from './page-core.ts'
+import { realServiceMissing, startRealService, type RealService } from './real-service.ts'
+
+const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
+const core = loadPageCore()
+
+const found = chromiumPath()
+const noBrowser = found.path === null ? found.reason : null
+const noService = realServiceMissing()
+if (noBrowser) console.warn(`browser tests skipped: ${noBrowser}`)
+else if (noService) console.warn(`real-service browser tests skipped: ${noService}`)
+const skipped = (reason: string | null) => (reason ? ` (SKIPPED: ${reason})` : '')
+
+let browser: LaunchedBrowser | undefined
+beforeAll(async () => {
+  if (found.path !== null) browser = await launchChromium(found.path)
+}, 60_000)
+afterAll(async () => {
+  await browser?.close()
+})
+
+/** Sends two texts in one go, so the second is certainly sent while the first streams. */
+async function sendTwoAtOnce(page: Page, first: string, second: string): Promise<void> {
+  await page.evaluate(
+    ([a, b]) => {
+      const input = document.getElementById('input') as HTMLTextAreaElement
+      const form = document.getElementById('composer') as HTMLFormElement
+      input.value = a!
+      form.requestSubmit()
+      input.value = b!
+      form.requestSubmit()
+    },
+    [first, second],
+  )
+}
+
+/** The answer's label, its six score rows and the percentages shown, once it is done. */
+async function finishedAnswer(page: Page, nth = 0) {
+  const answer = page.locator('.answer').nth(nth)
+  await answer.locator('.meta').waitFor({ timeout: 30_000 })
+  expect(await answer.getAttribute('data-state')).toBe('done')
+  const label = (await answer.locator('.label').textContent())!
+  const rows = answer.locator('.scores .score')
+  const names = await rows.locator('.score-name').allTextContents()
+  const pcts = (await rows.locator('.score-pct').allTextContents()).map((t) => parseFloat(t.replace('<', '')))
+  const widths = await rows.locator('.bar > span').evaluateAll((spans) =>
+    spans.map((s) => (s as HTMLElement).style.width),
+  )
+  return { label, names, pcts, widths, reasoning: (await answer.locator('.reasoning').textContent())! }
+}
+
+describe.skipIf(noBrowser !== null || noService !== null)(
+  `chat page against the real service${skipped(noBrowser ?? noService)}`,
+  () => {
+    let service: RealService
+
+    beforeAll(async () => {
+      service = await startRealService()
+    }, 120_000)
+    afterAll(async () => {
+      await service?.stop()
+    })
+
+    it('streams the reasoning in steps, then shows the label, six bars and highlights', async () => {
+      const { page, requests, errors } = await openChat(browser!.context, service.url)
+      await recordReasoningStates(page)
+      const text = "I didn't feel humiliated, I felt so alone and sad tonight."
+      await send(page, text)
+      const answer = await finishedAnswer(page)
+
+      // The reasoning grew over time: at least two distinct partial states before the label, each
+      // a prefix of the final reasoning, seen at different moments.
+      const states = await reasoningStates(page)
+      const partial = states.filter((s) => !s.labelled && s.reasoning !== '')
+      expect(partial.length, JSON.stringify(states)).toBeGreaterThanOrEqual(2)
+      for (const s of partial) expect(answer.reasoning.startsWith(s.reasoning)).toBe(true)
+      expect(new Set(partial.map((s) => s.reasoning)).size).toBe(partial.length)
+      expect(partial.at(-1)!.t).toBeGreaterThan(partial[0]!.t)
+      expect(states.findIndex((s) => s.labelled)).toBeGreaterThan(states.indexOf(partial.at(-1)!))
+
+      // The label and one bar per emotion, with percentages that add up.
+      expect(LABELS).toContain(answer.label)
+      expect(answer.names).toEqual(LABELS)
+      expect(answer.pcts.reduce((a, b) => a + b, 0)).toBeCloseTo(100, 0)
+      expect(answer.pcts[LABELS.indexOf(answer.label)]).toBe(Math.max(...answer.pcts))
+      expect(answer.widths.every((w) => /^\d+(\.\d+)?%$/.test(w))).toBe(true)
+
+      // Highlights: every phrase the reasoning quotes that occurs in the text is marked in it.
+      const quoted = core.quotedPhrases(answer.reasoning).map((p) => core.normalize(p))
+      const inText = quoted.filter((p) => ` ${core.normalize(text)} `.includes(` ${p} `))
+      expect(inText.length, `quoted: ${JSON.stringify(quoted)}`).toBeGreaterThan(0)
+      const marks = (await page.locator('.user mark').allTextContents()).map((m) => core.normalize(m))
+      for (const p of inText) expect(marks.some((m) => ` ${m} `.includes(` ${p} `))).toBe(true)
+      expect(await page.locator('.reasoning mark').count()).toBe(quoted.length)
+
+      // Screen readers: the log is a polite live region, and the answer is no longer busy.
+      expect(await page.locator('#log').getAttribute('aria-live')).toBe('polite')
+      expect(await page.locator('.answer').getAttribute('aria-busy')).toBe('false')
+
+      // Nothing outside the service's own origin was requested, and nothing broke.
+      const origin = new URL(service.url).origin
+      expect(requests.filter((u) => new URL(u).origin !== origin)).toEqual([])
+      expect(requests.some((u) => u.endsWith('/explain'))).toBe(true)
+      expect(errors).toEqual([])
+      await screenshot(page, 'real-answer')
+      await page.close()
+    })
+
+    it('does not send an empty or blank message', async () => {
+      const { page, requests } = await openChat(browser!.context, service.url)
+      await page.locator('#input').press('Enter')
+      await send(page, '   \n  ')
+      await page.getByRole('button', { name: 'Send' }).click()
+      expect(await page.locator('#hint').textContent()).toContain('Nothing to send yet')
+      expect(await page.locator('.exchange').count()).toBe(0)
+      expect(requests.filter((u) => u.endsWith('/explain'))).toEqual([])
+      await screenshot(page, 'real-empty')
+      await page.close()
+    })
+
+    it('is usable from the keyboard: Shift+Enter adds a line, Tab reaches Send, focus is visible', async () => {
+      const { page } = await openChat(browser!.context, service.url)
+      const input = page.locator('#input')
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('input')
+      expect(await page.locator('label[for="input"]').textContent()).toBeTruthy()
+      await input.pressSequentially('so happy')
+      await input.press('Shift+Enter')
+      await input.pressSequentially('and grateful')
+      expect(await input.inputValue()).toBe('so happy\nand grateful')
+      expect(await page.locator('.exchange').count()).toBe(0)
+
+      await page.keyboard.press('Tab')
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('send')
+      const outline = await page.locator('#send').evaluate((b) => getComputedStyle(b).outlineStyle)
+      expect(outline).not.toBe('none')
+      await page.keyboard.press('Enter')
+      const answer = await finishedAnswer(page)
+      expect(LABELS).toContain(answer.label)
+      expect(await page.locator('.user').textContent()).toBe('so happy\nand grateful')
+      await page.close()
+    })
+
+    it('queues a text sent while an answer streams, shows it, then answers both', async () => {
+      const { page } = await openChat(browser!.context, service.url)
+      await sendTwoAtOnce(page, 'i am so angry at him', 'what a lovely surprise this was')
+      const second = page.locator('.answer').nth(1)
+      expect(await second.getAttribute('data-state')).toBe('queued')
+      expect(await second.locator('.queued-note').textContent()).toContain('Queued: starts when the answer above finishes')
+      await finishedAnswer(page, 0)
+      const b = await finishedAnswer(page, 1)
+      expect(LABELS).toContain(b.label)
+      expect(await page.locator('.queued-note').count()).toBe(0)
+      await page.close()
+    })
+
+    it('shows a 422 (nothing left to classify) readably and offers to edit the text', async () => {
+      const { page } = await openChat(browser!.context, service.url)
+      await send(page, '😊😊😊 !!!')
+      const notice = page.locator('.answer .notice[role="alert"]')
+      await notice.waitFor({ timeout: 15_000 })
+      const message = (await notice.textContent())!
+      expect(message).toMatch(/^The service could not take this text: \S/)
+      expect(await notice.getByRole('button', { name: 'Retry' }).count()).toBe(0)
+      await notice.getByRole('button', { name: 'Edit text' }).click()
+      expect(await page.locator('#input').inputValue()).toBe('😊😊😊 !!!')
+      await screenshot(page, 'real-422')
+      await page.close()
+    })
+
+    it('reads well at phone width (375 px)', async () => {
+      const { page } = await openChat(browser!.context, service.url, { width: 375, height: 720 })
+      await send(page, 'I was shocked and amazed when they told me the news!')
+      await finishedAnswer(page)
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+      expect(overflow).toBeLessThanOrEqual(0)
+      const sendBox = await page.locator('#send').boundingBox()
+      expect(sendBox!.x + sendBox!.width).toBeLessThanOrEqual(375)
+      await screenshot(page, 'real-phone')
+      await page.close()
+    })
+  },
+)
+
+describe.skipIf(noBrowser !== null || noService !== null)(
+  `chat page against the real service with a one-row queue${skipped(noBrowser ?? noService)}`,
+  () => {
+    let service: RealService
+    beforeAll(async () => {
+      service = await startRealService(['--max-batch', '1', '--max-queue', '0', '--threads', '1'])
+    }, 120_000)
+    afterAll(async () => {
+      await service?.stop()
+    })
+
+    it('shows a 429 with its Retry-After and retries once the service has room', async () => {
+      const { page } = await openChat(browser!.context, service.url)
+      // Keep the only batch row busy from Node, so the page's request finds the queue full.
+      let busy = true
+      const explain = new URL('explain', service.url)
+      const load = Array.from({ length: 6 }, async () => {
+        while (busy) {
+          await fetch(explain, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+            body: JSON.stringify({ text: 'i feel so sad and lonely and tired of waiting for nothing at all' }),
+          }).then((r) => r.text()).catch(() => {})
+        }
+      })
+      const notice = page.locator('.answer .notice[role="alert"]').last()
+      let got429 = false
+      for (let attempt = 0; attempt < 5 && !got429; attempt++) {
+        await send(page, 'i feel so happy')
+        const last = page.locator('.answer').last()
+        await expect.poll(() => last.getAttribute('data-state'), { timeout: 15_000 }).toMatch(/done|failed/)
+        got429 = (await last.getAttribute('data-state')) === 'failed'
+      }
+      busy = false
+      await Promise.all(load)
+      expect(got429).toBe(true)
+      const message = (await notice.textContent())!
+      expect(message).toMatch(/^The service is busy right now: .+ Try again in (about \d+ seconds?|a moment)\./)
+      await screenshot(page, 'real-429')
+
+      await notice.getByRole('button', { name: 'Retry' }).click()
+      const answer = page.locator('.answer').last()
+      await answer.locator('.meta').waitFor({ timeout: 30_000 })
+      expect(LABELS).toContain(await answer.locator('.label').textContent())
+      expect(await answer.locator('.notice').count()).toBe(0)
+      await page.close()
+    })
+  },
+)
+
+describe.skipIf(noBrowser !== null || noService !== null)(
+  `chat page against the real service with API keys${skipped(noBrowser ?? noService)}`,
+  () => {
+    const KEY = 'test-key-0123456789abcdef'
+    let service: RealService
+    let enforced = false
+    beforeAll(async () => {
+      service = await startRealService([], { API_KEYS: KEY })
+      const res = await fetch(new URL('explain', service.url), {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ text: 'hello' }),
+      })
+      enforced = res.status === 401
+    }, 120_000)
+    afterAll(async () => {
+      await service?.stop()
+    })
+
+    it('asks for an API key on 401, keeps it in the tab only, and retries', async (ctx) => {
+      if (!enforced) ctx.skip('the service does not enforce API_KEYS yet')
+      const { page } = await openChat(browser!.context, service.url)
+      await send(page, 'i am terrified of tomorrow')
+      const field = page.getByLabel('API key')
+      await field.waitFor({ timeout: 15_000 })
+      expect(await page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('api-key')
+      await field.fill('wrong-key')
+      await field.press('Enter')
+      await expect.poll(() => page.locator('.key-prompt').textContent()).toContain('did not accept that API key')
+      await screenshot(page, 'real-401')
+      await page.getByLabel('API key').fill(KEY)
+      await page.getByRole('button', { name: 'Use key' }).click()
+      const answer = await finishedAnswer(page)
+      expect(LABELS).toContain(answer.label)
+      expect(await page.evaluate(() => sessionStorage.getItem('because.apiKey'))).toBe(KEY)
+      expect(await page.evaluate(() => localStorage.length)).toBe(0)
+
+      // A new tab starts without the key.
+      const other = await openChat(browser!.context, service.url)
+      expect(await other.page.evaluate(() => sessionStorage.getItem('because.apiKey'))).toBeNull()
+      await other.page.close()
+      await page.close()
+    })
+  },
+)
+
+describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(noBrowser)}`, () => {
+  let fake: FakeService
+
+  beforeAll(async () => {
+    fake = await startFakeService()
+  })
+  afterAll(async () => {
+    await fake?.close()
+  })
+
+  it('shows a connection lost mid-stream, keeps the partial reasoning, and retries', async () => {
+    const { page } = await openChat(browser!.context, fake.url)
+    fake.script({ kind: 'drop', deltas: ['the', ' words', ' "feel'] })
+    await send(page, 'I feel lucky today')
+    const notice = page.locator('.answer .notice[role="alert"]')
+    await expect.poll(() => notice.textContent()).toContain('connection was lost')
+    expect(await page.locator('.answer').getAttribute('data-state')).toBe('lost')
+    expect(await page.locator('.answer .reasoning').textContent()).toBe('the words "feel')
+    await screenshot(page, 'fake-lost-connection')
+
+    await notice.getByRole('button', { name: 'Retry' }).click()
+    await page.locator('.answer[data-state="done"] .label').waitFor()
+    expect(await page.locator('.answer .label').textContent()).toBe('joy')
+    expect(await page.locator('.answer .notice').count()).toBe(0)
+    expect(await page.locator('.user mark').allTextContents()).toEqual(['feel lucky'])
+    await page.close()
+  })
+
+  it('shows a 500 readably and retries', async () => {
+    const { page } = await openChat(browser!.context, fake.url)
+    fake.script({ kind: 'status', status: 500, code: 'internal', message: 'the worker crashed' })
+    await send(page, 'what a day')
+    const notice = page.locator('.answer .notice[role="alert"]')
+    await notice.waitFor()
+    expect(await notice.textContent()).toContain('The service failed to answer (HTTP 500): the worker crashed.')
+    await screenshot(page, 'fake-500')
+    await notice.getByRole('button', { name: 'Retry' }).click()
+    await page.locator('.answer[data-state="done"] .label').waitFor()
+    await page.close()
+  })
+
+  it('shows an error event that arrives after the stream started', async () => {
+    const { page } = await openChat(browser!.context, fake.url)
+    fake.script({ kind: 'error-event', deltas: ['the', ' word'], code: 'deadline', message: 'deadline passed' })
+    await send(page, 'so tired')
+    const notice = page.locator('.answer .notice[role="alert"]')
+    await notice.waitFor()
+    expect(await notice.textContent()).toContain('The model stopped with an error: deadline passed.')
+    expect(await page.locator('.answer').getAttribute('data-state')).toBe('failed')
+    expect(await notice.getByRole('button', { name: 'Retry' }).count()).toBe(1)
+    await page.close()
+  })
+
+  it('stops a streaming answer with the Stop button', async () => {
+    const { page } = await openChat(browser!.context, fake.url)
+    fake.script({ kind: 'answer', gapMs: 400 })
+    await send(page, 'I feel lucky')
+    await expect.poll(() => page.locator('.answer .reasoning').textContent()).not.toBe('')
+    await page.getByRole('button', { name: 'Stop this answer' }).click()
+    await page.locator('.answer[data-state="stopped"]').waitFor()
+    expect(await page.locator('.answer .notice').textContent()).toContain('Stopped.')
+    expect(await page.locator('.answer .label').count()).toBe(0)
+    await page.close()
+  })
+})

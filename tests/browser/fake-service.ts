@@ -1,0 +1,134 @@
+/**
+ * @module
+ * A stand-in for the service, for the error paths the real one cannot be made to produce on
+ * demand: a connection cut mid-stream, a 500, an `event: error` after the stream started, a stream
+ * slow enough to press Stop on. It serves the real src/page/index.html and speaks the same
+ * /explain and /readyz contract. Everything the real service can do is tested against the real
+ * service (chat.test.ts).
+ */
+import { readFileSync } from 'node:fs'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { PAGE_PATH } from './page-core.ts'
+
+/** What the next POST /explain does. */
+export type Behaviour =
+  /** A normal answer: reasoning deltas `gapMs` apart, then label and done. */
+  | { kind: 'answer'; deltas?: string[]; label?: string; gapMs?: number }
+  /** Some reasoning deltas, then the TCP connection is destroyed (no done, no error). */
+  | { kind: 'drop'; deltas: string[]; gapMs?: number }
+  /** Some reasoning deltas, then `event: error`. */
+  | { kind: 'error-event'; deltas: string[]; code: string; message: string }
+  /** A plain JSON error before any stream. */
+  | { kind: 'status'; status: number; code: string; message: string; headers?: Record<string, string> }
+
+export interface RecordedRequest {
+  method: string
+  path: string
+  authorization: string | undefined
+  body: string
+}
+
+export interface FakeService {
+  url: string
+  /** Behaviours for the next /explain requests, in order; afterwards each answers normally. */
+  script(...behaviours: Behaviour[]): void
+  /** When set, /explain answers 401 unless `Authorization: Bearer <requireKey>` comes with it. */
+  requireKey: string | null
+  requests: RecordedRequest[]
+  close(): Promise<void>
+}
+
+export const DEFAULT_DELTAS = ['the', ' words', ' "', 'feel', ' lucky', '"', ' carry', ' joy']
+const SCORES = { sadness: 0.02, joy: 0.9, love: 0.03, anger: 0.01, fear: 0.02, surprise: 0.02 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function sse(res: ServerResponse, event: string, data: unknown): void {
+  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of req) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+export async function startFakeService(): Promise<FakeService> {
+  const html = readFileSync(PAGE_PATH)
+  const pending: Behaviour[] = []
+  const requests: RecordedRequest[] = []
+
+  const fake: FakeService = {
+    url: '',
+    script: (...behaviours) => pending.push(...behaviours),
+    requireKey: null,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+  const server = createServer(async (req, res) => {
+    const body = await readBody(req)
+    const path = new URL(req.url ?? '/', 'http://x').pathname
+    requests.push({ method: req.method ?? '', path, authorization: req.headers.authorization, body })
+    if (req.method === 'GET' && path === '/') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(html)
+    } else if (req.method === 'GET' && path === '/readyz') {
+      res.writeHead(200, { 'Content-Type': 'application/json' })
+      res.end(JSON.stringify({ status: 'ready', models: [{ id: 'fake-model', kind: 'qra' }] }))
+    } else if (req.method === 'POST' && path === '/explain') {
+      if (fake.requireKey !== null && req.headers.authorization !== `Bearer ${fake.requireKey}`) {
+        res.writeHead(401, { 'Content-Type': 'application/json', 'WWW-Authenticate': 'Bearer' })
+        res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'missing or unknown API key' } }))
+        return
+      }
+      await explain(res, pending.shift() ?? { kind: 'answer' })
+    } else {
+      res.writeHead(404, { 'Content-Type': 'application/json' })
+      res.end(JSON.stringify({ error: { code: 'not_found', message: `no route ${path}` } }))
+    }
+  })
+
+  async function explain(res: ServerResponse, b: Behaviour): Promise<void> {
+    if (b.kind === 'status') {
+      res.writeHead(b.status, { 'Content-Type': 'application/json', ...b.headers })
+      res.end(JSON.stringify({ error: { code: b.code, message: b.message } }))
+      return
+    }
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' })
+    res.flushHeaders()
+    const deltas = b.kind === 'answer' ? (b.deltas ?? DEFAULT_DELTAS) : b.deltas
+    const gapMs = b.kind === 'error-event' ? 40 : (b.gapMs ?? 40)
+    for (const delta of deltas) {
+      if (res.destroyed) return
+      sse(res, 'reasoning', { delta })
+      await sleep(gapMs)
+    }
+    if (b.kind === 'drop') {
+      res.socket?.destroy()
+      return
+    }
+    if (b.kind === 'error-event') {
+      sse(res, 'error', { error: { code: b.code, message: b.message } })
+      res.end()
+      return
+    }
+    const label = b.label ?? 'joy'
+    sse(res, 'label', { label, scores: SCORES })
+    sse(res, 'done', {
+      model: 'fake-model',
+      reasoning: deltas.join('').trim(),
+      usage: { input_tokens: 5, reasoning_tokens: deltas.length },
+      timings: { queue_ms: 0, ttft_ms: gapMs, total_ms: gapMs * deltas.length },
+    })
+    res.end()
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  fake.url = `http://127.0.0.1:${port}/`
+  return fake
+}
