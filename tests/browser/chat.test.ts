@@ -12,11 +12,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
-import { chromiumPath, launchChromium, type LaunchedBrowser } from './chromium.ts'
-import { startFakeService, type FakeService } from './fake-service.ts'
-import { openChat, reasoningStates, recordReasoningStates, screenshot, send } from './harness.ts'
-import { loadPageCore } from './page-core.ts'
-import { realServiceMissing, startRealService, type RealService } from './real-service.ts'
+import { chromiumPath, launchChromium, type LaunchedBrowser } from './chromium.js'
+import { startFakeService, type FakeService } from './fake-service.js'
+import { openChat, reasoningStates, recordReasoningStates, screenshot, send } from './harness.js'
+import { loadPageCore } from './page-core.js'
+import { realServiceMissing, startRealService, type RealService } from './real-service.js'
 
 const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
 const core = loadPageCore()

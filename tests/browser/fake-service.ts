@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { PAGE_PATH } from './page-core.ts'
+import { PAGE_PATH } from './page-core.js'
 
 /** What the next POST /explain does. */
 export type Behaviour =

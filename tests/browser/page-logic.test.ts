@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { lowerAlnumV1 } from '../../src/model/normalize.ts'
-import { loadPageCore, type SseEvent } from './page-core.ts'
+import { lowerAlnumV1 } from '../../src/model/normalize.js'
+import { loadPageCore, type SseEvent } from './page-core.js'
 
 const core = loadPageCore()
 const fixture = JSON.parse(
