@@ -1,0 +1,175 @@
+/**
+ * @module
+ * Tokenizer and prompt building (docs/model-package.md, "Building the input").
+ *
+ * `@huggingface/tokenizers` has no file loader, so the JSON files are read here. Its `encode`
+ * always matches added tokens (`<|eos|>` and the like) inside the text, which would let a user
+ * type the model's control tokens. So the user text is cut at every added-token string, and each
+ * occurrence is encoded as two ordinary pieces (its first character, then the rest), every piece
+ * on its own: exactly what `training/because_train/tokenizer.py` `encode_plain` does, so both
+ * sides produce the same ids for the same text, and no piece can match an added token. The ids
+ * are checked anyway: a special id in user text is an error, never a prompt.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Tokenizer } from '@huggingface/tokenizers'
+import { tokenToBytes } from './byte-level.js'
+import type { Manifest } from './manifest.js'
+import { PackageError } from './manifest.js'
+import { normalize } from './normalize.js'
+import type { NormalizeRule } from './normalize.js'
+
+/** The parts of tokenizer.json this module reads. */
+interface TokenizerJson {
+  added_tokens?: { id: number; content: string; special?: boolean }[]
+  model?: { type?: string; vocab?: Record<string, number> }
+  decoder?: { type?: string } | null
+  [key: string]: unknown
+}
+
+/** A prompt ready for the engine. */
+export interface EncodedPrompt {
+  /** `prefix + text + suffix` (+ marker for `qa`), as one id list. */
+  ids: number[]
+  /** Number of ids that came from the user text. */
+  numTextTokens: number
+  /** The text after normalisation (never logged; used for the empty check). */
+  normalized: string
+}
+
+export class PromptEncoder {
+  readonly #tokenizer: Tokenizer
+  readonly #prefixIds: number[]
+  readonly #suffixIds: number[]
+  readonly #rule: NormalizeRule
+  /** Contents of every added token (such strings cannot overlap, so their order does not matter). */
+  readonly #addedStrings: readonly string[]
+  readonly #specialIds: ReadonlySet<number>
+  readonly #appendMarker: number | null
+
+  constructor(opts: {
+    tokenizer: Tokenizer
+    template: string
+    rule: NormalizeRule
+    addedStrings: readonly string[]
+    specialIds: ReadonlySet<number>
+    /** `qa` packages append the marker id after the suffix. */
+    appendMarker: number | null
+  }) {
+    const [prefix, suffix] = opts.template.split('{text}') as [string, string]
+    this.#tokenizer = opts.tokenizer
+    // The template's own special tokens are recognised here, and only here.
+    this.#prefixIds = prefix ? opts.tokenizer.encode(prefix, { add_special_tokens: false }).ids : []
+    this.#suffixIds = suffix ? opts.tokenizer.encode(suffix, { add_special_tokens: false }).ids : []
+    this.#rule = opts.rule
+    this.#addedStrings = opts.addedStrings
+    this.#specialIds = opts.specialIds
+    this.#appendMarker = opts.appendMarker
+  }
+
+  /** Ids of the (already normalised) user text; never contains a special id. */
+  encodeText(text: string): number[] {
+    let pieces = [text]
+    for (const special of this.#addedStrings) {
+      const split: string[] = []
+      for (const piece of pieces) {
+        const parts = piece.split(special)
+        parts.forEach((part, k) => {
+          if (k > 0) split.push(special.slice(0, 1), special.slice(1))
+          split.push(part)
+        })
+      }
+      pieces = split
+    }
+    const ids: number[] = []
+    for (const piece of pieces) {
+      if (!piece) continue
+      for (const id of this.#tokenizer.encode(piece, { add_special_tokens: false }).ids) {
+        if (this.#specialIds.has(id)) throw new Error(`user text produced special id ${id}`)
+        ids.push(id)
+      }
+    }
+    return ids
+  }
+
+  /** Normalises and encodes a user text into the full prompt. */
+  encode(text: string): EncodedPrompt {
+    const normalized = normalize(text, this.#rule)
+    const textIds = this.encodeText(normalized)
+    const ids = [...this.#prefixIds, ...textIds, ...this.#suffixIds]
+    if (this.#appendMarker !== null) ids.push(this.#appendMarker)
+    return { ids, numTextTokens: textIds.length, normalized }
+  }
+
+  /** Number of ids the template adds around the text (the marker included for `qa`). */
+  get numTemplateTokens(): number {
+    return this.#prefixIds.length + this.#suffixIds.length + (this.#appendMarker === null ? 0 : 1)
+  }
+}
+
+/** Everything the service needs from a package's tokenizer files. */
+export interface LoadedTokenizer {
+  encoder: PromptEncoder
+  /** Bytes of every id (empty for added tokens), for the streaming detokenizer. */
+  tokenBytes: Uint8Array[]
+}
+
+/** Reads tokenizer.json and tokenizer_config.json of `dir` and builds the prompt encoder. */
+export async function loadTokenizer(dir: string, manifest: Manifest): Promise<LoadedTokenizer> {
+  const json = await readJson<TokenizerJson>(join(dir, 'tokenizer.json'))
+  const config = await readJson<Record<string, unknown>>(join(dir, 'tokenizer_config.json'))
+  const where = join(dir, 'tokenizer.json')
+  if (json.model?.type !== 'BPE' || !json.model.vocab) {
+    throw new PackageError(`${where}: expected a BPE model with a vocab`)
+  }
+  if (json.decoder?.type !== 'ByteLevel') {
+    throw new PackageError(`${where}: expected a ByteLevel decoder (byte-level BPE)`)
+  }
+  const added = json.added_tokens ?? []
+  const specials = manifest.special_tokens
+  const byContent = new Map(added.map((t) => [t.content, t.id]))
+  if (byContent.get(manifest.prompt.marker) !== specials.marker) {
+    throw new PackageError(`${where}: marker ${manifest.prompt.marker} is not added token ${specials.marker}`)
+  }
+  if (byContent.get(manifest.prompt.eos) !== specials.eos) {
+    throw new PackageError(`${where}: eos ${manifest.prompt.eos} is not added token ${specials.eos}`)
+  }
+
+  const tokenizer = new Tokenizer(json, config)
+  const specialIds = new Set<number>([...Object.values(specials), ...added.map((t) => t.id)])
+
+  const vocabSize = manifest.onnx.vocab_size
+  const tokenBytes: Uint8Array[] = Array.from({ length: vocabSize }, () => new Uint8Array(0))
+  const addedIds = new Set(added.map((t) => t.id))
+  for (const [token, id] of Object.entries(json.model.vocab)) {
+    if (id >= vocabSize) throw new PackageError(`${where}: token id ${id} >= vocab_size ${vocabSize}`)
+    if (addedIds.has(id)) continue
+    const bytes = tokenToBytes(token)
+    if (bytes === null) throw new PackageError(`${where}: token ${JSON.stringify(token)} is not byte-level`)
+    tokenBytes[id] = bytes
+  }
+
+  const encoder = new PromptEncoder({
+    tokenizer,
+    template: manifest.prompt.template,
+    rule: manifest.prompt.normalize,
+    addedStrings: added.map((t) => t.content),
+    specialIds,
+    appendMarker: manifest.kind === 'qa' ? specials.marker : null,
+  })
+  return { encoder, tokenBytes }
+}
+
+async function readJson<T>(path: string): Promise<T> {
+  let raw: string
+  try {
+    raw = await readFile(path, 'utf8')
+  } catch (e) {
+    throw new PackageError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`)
+  }
+  try {
+    return JSON.parse(raw) as T
+  } catch (e) {
+    throw new PackageError(`${path}: invalid JSON (${(e as Error).message})`)
+  }
+}

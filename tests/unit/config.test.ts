@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, parseConfig, usage } from '../../src/config.js'
+
+describe('parseConfig', () => {
+  it('has the documented defaults', () => {
+    const c = parseConfig([], {}, false)
+    expect(c).toMatchObject({
+      models: ['models/emotion-qra-tiny'],
+      host: '127.0.0.1',
+      port: 8080,
+      device: 'auto',
+      maxBatch: 64,
+      logFormat: 'json',
+      logLevel: 'info',
+    })
+    expect(c.threads).toBeGreaterThan(0)
+    expect(parseConfig([], {}, true).logFormat).toBe('pretty')
+  })
+
+  it('takes flags over variables over defaults', () => {
+    const env = { PORT: '9000', MODELS: 'a, b', DEVICE: 'cpu', MAX_BATCH: '8' }
+    const c = parseConfig(['--port', '9100', '--max-batch=4'], env)
+    expect(c.port).toBe(9100)
+    expect(c.maxBatch).toBe(4)
+    expect(c.models).toEqual(['a', 'b'])
+    expect(c.device).toBe('cpu')
+  })
+
+  it.each([
+    [['--port', 'eighty'], {}, '--port: expected an integer, got "eighty"'],
+    [['--port', '70000'], {}, '--port: must be between 0 and 65535, got 70000'],
+    [['--device', 'tpu'], {}, '--device: expected one of auto, cpu, cuda, got "tpu"'],
+    [['--max-batch', '0'], {}, '--max-batch: must be between 1 and 1024, got 0'],
+    [['--bogus', '1'], {}, 'unknown option "--bogus"; see --help'],
+    [['--port'], {}, '--port: missing value'],
+    [[], { THREADS: '-2' }, 'THREADS: expected an integer, got "-2"'],
+  ] as const)('rejects %j %j with one line', (argv, env, message) => {
+    expect(() => parseConfig(argv, env)).toThrow(new ConfigError(message))
+  })
+
+  it('lists every option in --help', () => {
+    for (const flag of ['--models', '--device', '--max-queue', '--timeout-ms']) expect(usage()).toContain(flag)
+  })
+})
