@@ -1,0 +1,3 @@
+from because_train.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""One typed configuration for every stage, read from a TOML file; unknown keys are errors."""
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from because_train.provenance import REPO_ROOT
+
+
+@dataclass
+class DataConfig:
+    train: str = "../shared/data/emotion/train.jsonl"  # a file, or hub:<name>
+    validation: str = "../shared/data/emotion/validation.jsonl"
+    limit: int = 0  # first N training rows only (0: all); for smoke runs
+
+
+@dataclass
+class EvidenceConfig:
+    folds: int = 5  # cross-fitting: a row's rationale comes from a teacher that never saw it
+    max_phrases: int = 3
+    contrary_margin: float = 0.5  # how strong a cue for another label must be to be mentioned
+
+
+@dataclass
+class LlmConfig:
+    base: str = "meta-llama/Llama-3.2-1B-Instruct"  # or scratch:<size> for a tiny random model
+    data: str = "hub:syvai/reasoning-gen"  # or a JSONL of {question, answer, reasoning}
+    limit: int = 0
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora_r: int = 16
+    max_new_tokens: int = 64
+    device: str = "auto"
+
+
+@dataclass
+class OpenAIConfig:
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    max_retries: int = 5
+    timeout_s: float = 60.0
+    max_tokens: int = 96
+
+
+@dataclass
+class RgenConfig:
+    backend: str = "evidence"  # evidence | llm | openai
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+
+
+@dataclass
+class ModelConfig:
+    base: str = "scratch:tiny"  # scratch:<size> or a hub model name (trained with LoRA)
+    vocab_size: int = 4096
+    max_input_tokens: int = 128
+    max_reasoning_tokens: int = 64
+    lora_r: int = 16
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.05
+    text_loss_weight: float = 0.1  # next-token loss on the input text: a small language-model aux
+    label_loss_weight: float = 1.0
+    patience: int = 2  # epochs without validation gain before stopping
+    eval_limit: int = 0  # validation rows used for early stopping (0: all)
+    device: str = "auto"
+    threads: int = 0  # torch threads (0: torch's default)
+
+
+@dataclass
+class ExportConfig:
+    quantize: bool = False
+    opset: int = 17
+
+
+@dataclass
+class Config:
+    name: str = "emotion-tiny"
+    run_dir: str = "training/runs/emotion-tiny"
+    models_dir: str = "models"
+    seed: int = 1234
+    data: DataConfig = field(default_factory=DataConfig)
+    rgen: RgenConfig = field(default_factory=RgenConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def path(self, p: str) -> Path:
+        """Paths in a config are relative to the repository root, whatever the working directory."""
+        if p.startswith("hub:"):
+            return Path(p)
+        q = Path(p)
+        return q if q.is_absolute() else (REPO_ROOT / q).resolve()
+
+    @property
+    def run(self) -> Path:
+        return self.path(self.run_dir)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown key '{key}'; known: {', '.join(known)}")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key}: expected a table")
+            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        else:
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise ValueError(
+                    f"{where}.{key}: expected {type(default).__name__}, got {type(value).__name__} ({value!r})"
+                )
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Config:
+    values: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    for dotted, value in (overrides or {}).items():
+        node = values
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return _build(Config, values, "config")
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,211 @@
+"""Stage 4: export a trained classifier as a model package (docs/model-package.md).
+
+The ONNX graph is traced once around `KVWrapper`; two parity checks then fail the export loudly:
+ONNX against PyTorch logits (left-padded prefill and a decode step), and incremental decoding with
+the KV cache against one full forward pass.
+"""
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from because_train import LABELS
+from because_train.config import Config, as_dict
+from because_train.provenance import code_commit, describe_inputs, sha256_file
+from because_train.runtime import KVWrapper, empty_past, onnx_forward, onnx_session
+
+TOLERANCE = 1e-4  # float32 logits of order 10; ONNX Runtime fuses ops in another order than PyTorch
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def export_onnx(model: Any, path: Path, opset: int) -> None:
+    cfg = model.config
+    layers, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    wrapper = KVWrapper(model, layers).eval()
+    b, s, p = 2, 3, 4
+    past = [torch.randn(b, kv, p, hd) for _ in range(2 * layers)]
+    args = (
+        torch.randint(5, cfg.vocab_size, (b, s)),
+        torch.ones(b, p + s, dtype=torch.long),
+        torch.arange(p, p + s).repeat(b, 1),
+        *past,
+    )
+    past_names = [f"past_key_values.{i}.{t}" for i in range(layers) for t in ("key", "value")]
+    present_names = [f"present.{i}.{t}" for i in range(layers) for t in ("key", "value")]
+    axes: dict[str, dict[int, str]] = {
+        "input_ids": {0: "batch", 1: "seq"},
+        "attention_mask": {0: "batch", 1: "total"},
+        "position_ids": {0: "batch", 1: "seq"},
+        "logits": {0: "batch", 1: "seq"},
+    }
+    axes.update({n: {0: "batch", 2: "past"} for n in past_names})
+    axes.update({n: {0: "batch", 2: "total"} for n in present_names})
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about python values in transformers' masks
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+            output_names=["logits", *present_names],
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _torch_logits(model: Any, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), position_ids=torch.from_numpy(pos))
+    return out.logits.numpy()
+
+
+def parity_check(model: Any, onnx_path: Path, prompts: list[list[int]], pad: int) -> dict[str, float]:
+    """Max |difference| of logits for each check; raises when one exceeds TOLERANCE."""
+    cfg = model.config
+    layers, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    session = onnx_session(onnx_path, threads=2)
+    names = [o.name for o in session.get_outputs()]
+    width = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), width), pad, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p) :], mask[r, width - len(p) :] = p, 1
+    pos = np.clip(np.cumsum(mask, 1) - 1, 0, None)
+    feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+    for i, t in enumerate(empty_past(len(prompts), layers, kv, hd)):
+        feed[f"past_key_values.{i // 2}.{'key' if i % 2 == 0 else 'value'}"] = t
+    outs = session.run(names, feed)
+    real = mask.astype(bool)
+    diffs = {"prefill_onnx_vs_torch": float(np.abs(outs[0] - _torch_logits(model, ids, mask, pos))[real].max())}
+
+    # One decode step through ONNX with the present as past, against PyTorch on the whole sequence.
+    nxt = np.argmax(outs[0][:, -1], axis=-1)[:, None].astype(np.int64)
+    mask2 = np.concatenate([mask, np.ones_like(nxt)], 1)
+    pos2 = pos[:, -1:] + 1
+    feed = {"input_ids": nxt, "attention_mask": mask2, "position_ids": pos2}
+    for i in range(layers):
+        feed[f"past_key_values.{i}.key"], feed[f"past_key_values.{i}.value"] = outs[1 + 2 * i], outs[2 + 2 * i]
+    step = session.run(names, feed)[0][:, -1]
+    full = _torch_logits(model, np.concatenate([ids, nxt], 1), mask2, np.concatenate([pos, pos2], 1))[:, -1]
+    diffs["decode_step_onnx_vs_full_torch"] = float(np.abs(step - full).max())
+
+    # Incremental decoding (ONNX, row by row, no padding) against a full forward pass.
+    forward = onnx_forward(session, layers, kv, hd)
+    worst = 0.0
+    for p in prompts[:4]:
+        seq = np.array([p], dtype=np.int64)
+        m = np.ones_like(seq)
+        logits, past = forward(seq[:, :1], m[:, :1], np.zeros((1, 1), dtype=np.int64), None)
+        inc = [logits[0]]
+        for t in range(1, seq.shape[1]):
+            logits, past = forward(seq[:, t : t + 1], m[:, : t + 1], np.array([[t]], dtype=np.int64), past)
+            inc.append(logits[0])
+        ref = _torch_logits(model, seq, m, np.arange(seq.shape[1])[None])[0]
+        worst = max(worst, float(np.abs(np.stack(inc) - ref).max()))
+    diffs["incremental_vs_full"] = worst
+    bad = {k: v for k, v in diffs.items() if not v <= TOLERANCE}
+    if bad:
+        raise SystemExit(f"export parity check failed (tolerance {TOLERANCE}): {bad}")
+    return diffs
+
+
+def quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def export(config: Config, kind: str) -> Path:
+    from because_train.evaluate import confusion_png, evaluate
+    from because_train.model_card import write_model_card
+    from because_train.package import load_package
+    from because_train.train import load_trained
+
+    model, spec, ckpt = load_trained(config, kind)
+    package_id = config.name.replace("{kind}", kind)
+    out = config.path(config.models_dir) / package_id
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cfg = model.config
+    tmp = config.run / kind / "model.fp32.onnx"
+    export_onnx(model, tmp, config.export.opset)
+    prompts = [spec.prompt_ids(spec.text_ids(t)) for t in ("i feel so happy today", "i am scared", "why would he do that to me i am furious")]
+    parity = parity_check(model, tmp, prompts, spec.specials["pad"])
+    log(f"export {package_id}: parity {parity}")
+    if config.export.quantize:
+        quantize(tmp, out / "model.onnx")
+    else:
+        shutil.copy(tmp, out / "model.onnx")
+    tok_dir = config.run / "tokenizer"
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tok_dir / name, out / name)
+    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.use_cache = True
+    cfg.save_pretrained(out)  # config.json
+    gen = {"bos_token_id": spec.specials["bos"], "eos_token_id": spec.specials["eos"], "pad_token_id": spec.specials["pad"],
+           "do_sample": False, "max_new_tokens": config.model.max_reasoning_tokens + 2}
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    rgen_prov = json.loads((config.run / "rgen" / "provenance.json").read_text())
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "id": package_id,
+        "kind": kind,
+        "labels": list(LABELS),
+        "label_texts": spec.label_texts,
+        "label_token_ids": spec.label_ids,
+        "prompt": {"normalize": spec.normalize, "template": spec.template, "marker": spec.marker, "eos": spec.eos},
+        "special_tokens": spec.specials,
+        "limits": {"max_input_tokens": config.model.max_input_tokens, "max_reasoning_tokens": config.model.max_reasoning_tokens},
+        "onnx": {
+            "file": "model.onnx",
+            "num_layers": cfg.num_hidden_layers,
+            "num_attention_heads": cfg.num_attention_heads,
+            "num_kv_heads": cfg.num_key_value_heads,
+            "head_dim": head_dim,
+            "hidden_size": cfg.hidden_size,
+            "vocab_size": cfg.vocab_size,
+            "max_position_embeddings": cfg.max_position_embeddings,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "dtype": "int8-dynamic" if config.export.quantize else "float32",
+            "opset": config.export.opset,
+        },
+        "provenance": {
+            "data": describe_inputs({s: config.path(getattr(config.data, s)) for s in ("train", "validation")}),
+            "rgen": {"backend": rgen_prov["settings"]["backend"], "stats": rgen_prov["settings"].get("stats", {})},
+            "base_model": config.model.base,
+            "seed": config.seed,
+            "code_commit": code_commit(),
+            "best_epoch": ckpt["epoch"],
+            "training_history": json.loads((config.run / kind / "history.json").read_text())["history"],
+            "parity": parity,
+            "config": as_dict(config),
+        },
+        "metrics": {},
+        "files": {},
+    }
+    _write_manifest(out, manifest)
+    val = str(config.path(config.data.validation))
+    metrics, _ = evaluate(load_package(out), val)
+    manifest["metrics"]["validation"] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1", "per_class", "confusion", "forced_marker")}
+    confusion_png(metrics, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation")
+    write_model_card(out, manifest)
+    _write_manifest(out, manifest)
+    log(f"export {package_id}: validation accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} -> {out}")
+    return out
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    manifest["files"] = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "manifest.json"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

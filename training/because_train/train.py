@@ -1,0 +1,250 @@
+"""Stage 3: train the Q->RA classifier (text -> reasoning, marker, label) or the Q->A baseline.
+
+Both kinds share the tokenizer, architecture, data order and budget; only the target differs.
+Training is resumable (last.pt after every epoch), early-stops on validation accuracy measured by
+the same greedy decoding the service runs, and keeps the best epoch in best.pt.
+"""
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from because_train import LABELS
+from because_train.config import Config, as_dict
+from because_train.data import read_jsonl
+from because_train.decode import decode_batch
+from because_train.metrics import classification_metrics
+from because_train.modeling import build_lora, build_scratch, count_parameters, pick_device, scratch_size
+from because_train.provenance import write_provenance
+from because_train.runtime import torch_forward
+from because_train.sequences import LABEL, PROMPT, REASONING, TEXT, PromptSpec
+from because_train.tokenizer import MARKER, SEP, SPECIALS, save_hf_files, train_bpe
+
+TEMPLATE = "<|bos|>{text}<|sep|>"
+LABEL_TEXTS = [" " + label for label in LABELS]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_tokenizer(config: Config, augmented: Path) -> Path:
+    """The scratch tokenizer, trained once on the training texts and reasonings; shared by both kinds."""
+    out = config.run / "tokenizer"
+    if (out / "tokenizer.json").exists():
+        return out
+    from because_train.normalize import normalize
+
+    rows = read_jsonl(augmented / "train.jsonl")
+    corpus = [normalize(r["text"], "lower-alnum-v1") for r in rows] + [" " + r["reasoning"] for r in rows]
+    tok = train_bpe(corpus, config.model.vocab_size)
+    save_hf_files(tok, out, config.model.max_input_tokens + config.model.max_reasoning_tokens + 8)
+    log(f"tokenizer: {tok.get_vocab_size()} tokens -> {out}")
+    return out
+
+
+def prompt_spec(config: Config, tokenizer_dir: Path) -> PromptSpec:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    return PromptSpec(
+        tokenizer=tok,
+        normalize="lower-alnum-v1",
+        template=TEMPLATE,
+        marker=MARKER,
+        eos="<|eos|>",
+        labels=list(LABELS),
+        label_texts=LABEL_TEXTS,
+    )
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    roles: list[int]
+    prompt: list[int]
+    label: int
+
+
+def make_examples(spec: PromptSpec, rows: list[dict[str, Any]], kind: str, max_input: int) -> list[Example]:
+    out = []
+    for r in rows:
+        text_ids = spec.text_ids(r["text"])[:max_input]
+        reasoning = spec.reasoning_ids(r["reasoning"]) if kind == "qra" else None
+        label = LABELS.index(r["label"])
+        ids, roles = spec.training_sequence(text_ids, reasoning, label)
+        out.append(Example(ids, roles, spec.prompt_ids(text_ids), label))
+    return out
+
+
+def batches(examples: list[Example], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Length-bucketed batches in random order: little padding, still a random walk over the data."""
+    order = rng.permutation(len(examples))
+    chunk = batch_size * 50
+    out: list[list[int]] = []
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s : s + chunk], key=lambda i: len(examples[i].ids))
+        out += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def collate(examples: list[Example], idx: list[int], pad: int, weights: dict[int, float]) -> tuple[torch.Tensor, ...]:
+    width = max(len(examples[i].ids) for i in idx)
+    ids = torch.full((len(idx), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    w = torch.zeros((len(idx), width), dtype=torch.float32)
+    for row, i in enumerate(idx):
+        ex = examples[i]
+        ids[row, : len(ex.ids)] = torch.tensor(ex.ids)
+        mask[row, : len(ex.ids)] = 1
+        w[row, : len(ex.ids)] = torch.tensor([weights[r] for r in ex.roles])
+    return ids, mask, w
+
+
+def lr_at(step: int, total: int, config: Config) -> float:
+    t = config.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def evaluate_model(model: Any, spec: PromptSpec, examples: list[Example], kind: str, config: Config, device: torch.device) -> dict[str, Any]:
+    model.eval()
+    forward = torch_forward(model, device)
+    preds: list[int] = []
+    forced = 0
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+    by_index: dict[int, int] = {}
+    for s in range(0, len(order), 128):
+        idx = order[s : s + 128]
+        out = decode_batch(
+            forward,
+            [examples[i].prompt for i in idx],
+            kind=kind,
+            marker=spec.specials["marker"],
+            banned=spec.banned_in_reasoning,
+            label_ids=[ids[0] for ids in spec.label_ids],
+            max_reasoning=config.model.max_reasoning_tokens,
+            pad=spec.specials["pad"],
+        )
+        for i, d in zip(idx, out, strict=True):
+            by_index[i] = d.label
+            forced += d.forced
+    preds = [by_index[i] for i in range(len(examples))]
+    model.train()
+    metrics = classification_metrics([e.label for e in examples], preds, list(LABELS))
+    metrics["forced_marker"] = forced
+    return metrics
+
+
+def train(config: Config, kind: str, augmented: Path) -> Path:
+    """Trains one kind; returns its output folder holding best.pt and history.json."""
+    assert kind in ("qra", "qa")
+    out = config.run / kind
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    device = pick_device(config.train.device)
+    size = scratch_size(config.model.base)
+    if size is None:
+        raise SystemExit("hub base models: see `because_train.modeling.build_lora`; run them with a GPU (issue notes)")
+    tokenizer_dir = build_tokenizer(config, augmented)
+    spec = prompt_spec(config, tokenizer_dir)
+    train_rows = read_jsonl(augmented / "train.jsonl")
+    val_rows = read_jsonl(augmented / "validation.jsonl")
+    if config.train.eval_limit:
+        val_rows = val_rows[: config.train.eval_limit]
+    train_ex = make_examples(spec, train_rows, kind, config.model.max_input_tokens)
+    val_ex = make_examples(spec, val_rows, kind, config.model.max_input_tokens)
+    max_len = max(len(e.ids) for e in train_ex)
+    model = build_scratch(size, spec.tokenizer.get_vocab_size(), spec.specials, 2 * max(256, max_len))
+    model.to(device)
+    log(f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters, {len(train_ex)} train / {len(val_ex)} validation rows, "
+        f"{sum(len(e.ids) for e in train_ex) / len(train_ex):.1f} tokens a row, device {device}")
+    weights = {PROMPT: 0.0, TEXT: config.train.text_loss_weight, REASONING: 1.0, LABEL: config.train.label_loss_weight}
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.train.lr,
+        betas=(0.9, 0.98),
+    )
+    rng = np.random.default_rng(config.seed)
+    steps_per_epoch = math.ceil(len(train_ex) / config.train.batch_size) + 50  # bucketing adds a few
+    total = steps_per_epoch * config.train.epochs
+    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "history": []}
+    last = out / "last.pt"
+    if last.exists():
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        rng = np.random.default_rng(config.seed + state["epoch"])
+        log(f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})")
+    model.train()
+    while state["epoch"] < config.train.epochs and state["epoch"] - state["best_epoch"] < config.train.patience + 1:
+        epoch = state["epoch"] + 1
+        plan = batches(train_ex, config.train.batch_size, rng)
+        t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
+        for k, idx in enumerate(plan):
+            ids, mask, w = collate(train_ex, idx, spec.specials["pad"], weights)
+            ids, mask, w = ids.to(device), mask.to(device), w.to(device)
+            lr = lr_at(state["step"], total, config)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none")
+            tw = w[:, 1:].reshape(-1)
+            loss = (ce * tw).sum() / tw.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            state["step"] += 1
+            tokens += int(mask.sum())
+            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+            if (k + 1) % 50 == 0 or k + 1 == len(plan):
+                el = time.time() - t0
+                log(f"[{kind}] epoch {epoch}/{config.train.epochs} step {k + 1}/{len(plan)} loss {loss_sum / loss_n:.4f} "
+                    f"lr {lr:.2e} {tokens / el:,.0f} tok/s eta {el / (k + 1) * (len(plan) - k - 1):.0f}s")
+                loss_sum, loss_n = 0.0, 0
+        t1 = time.time()
+        metrics = evaluate_model(model, spec, val_ex, kind, config, device)
+        record = {"epoch": epoch, "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1),
+                  "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "forced_marker": metrics["forced_marker"]}
+        state["history"].append(record)
+        log(f"[{kind}] epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} "
+            f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)")
+        state["epoch"] = epoch
+        if metrics["accuracy"] > state["best"]:
+            state["best"], state["best_epoch"] = metrics["accuracy"], epoch
+            torch.save({"model": model.state_dict(), "config": model.config.to_dict(), "epoch": epoch, "metrics": metrics}, out / "best.pt")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, last)
+        (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
+    write_provenance(out / "provenance.json", f"train-{kind}", {"train": augmented / "train.jsonl", "validation": augmented / "validation.jsonl"},
+                     {"config": as_dict(config), "kind": kind, "best_epoch": state["best_epoch"], "best_accuracy": state["best"]})
+    log(f"[{kind}] best validation accuracy {state['best']:.4f} at epoch {state['best_epoch']}")
+    return out
+
+
+def load_trained(config: Config, kind: str) -> tuple[Any, PromptSpec, dict[str, Any]]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    ckpt = torch.load(config.run / kind / "best.pt", map_location="cpu", weights_only=False)
+    model = LlamaForCausalLM(LlamaConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, prompt_spec(config, config.run / "tokenizer"), ckpt
+
+
+__all__ = ["train", "load_trained", "build_lora", "SEP", "SPECIALS"]
