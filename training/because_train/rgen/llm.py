@@ -22,9 +22,10 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -111,7 +112,11 @@ class LlmReasoningGenerator:
         checkpoint_every: int = 500,  # training steps between resumable checkpoints
     ) -> None:
         self.cfg, self.seed, self.work_dir = cfg, seed, Path(work_dir)
-        self.temperature, self.gen_batch_size, self.checkpoint_every = temperature, gen_batch_size, checkpoint_every
+        self.temperature, self.gen_batch_size, self.checkpoint_every = (
+            temperature,
+            gen_batch_size,
+            checkpoint_every,
+        )
         self.name = f"llm:{cfg.base}"
         self.source = resolve_source(cfg.data)
         self.device = pick_device(cfg.device)
@@ -197,7 +202,12 @@ class LlmReasoningGenerator:
         tmp.replace(self.model_dir)
         (self.work_dir / "checkpoint.pt").unlink(missing_ok=True)
         inputs = {} if self.source.startswith("hub:") else {"triples": self.source}
-        settings = {"rgen": "llm", "llm": dataclasses.asdict(self.cfg), "seed": self.seed, "train": train_stats}
+        settings = {
+            "rgen": "llm",
+            "llm": dataclasses.asdict(self.cfg),
+            "seed": self.seed,
+            "train": train_stats,
+        }
         write_provenance(self.work_dir / "provenance.json", "rgen-llm", inputs, settings)
         self.stats.update(train_stats)
         if self.scratch is None:  # generation is faster without the adapter indirection

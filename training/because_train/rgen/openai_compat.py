@@ -19,10 +19,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from because_train.config import OpenAIConfig
 from because_train.data import DataError
@@ -79,7 +80,12 @@ class OpenAIReasoningGenerator:
         progress: bool = True,
     ) -> None:
         self.cfg, self.seed, self.cache_path = cfg, seed, Path(cache_path)
-        self.backoff_s, self.max_backoff_s, self._sleep, self.progress = backoff_s, max_backoff_s, sleep, progress
+        self.backoff_s, self.max_backoff_s, self._sleep, self.progress = (
+            backoff_s,
+            max_backoff_s,
+            sleep,
+            progress,
+        )
         self.name = f"openai:{cfg.model}"
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self.stats: dict[str, int] = {
@@ -217,7 +223,10 @@ class OpenAIReasoningGenerator:
         self._stop.clear()
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = last = time.perf_counter()
-        with open(self.cache_path, "a", encoding="utf-8") as cache, ThreadPoolExecutor(self.cfg.concurrency) as pool:
+        with (
+            open(self.cache_path, "a", encoding="utf-8") as cache,
+            ThreadPoolExecutor(self.cfg.concurrency) as pool,
+        ):
             pending: dict[Future[str], tuple[RgenItem, str]] = {
                 pool.submit(self.complete, payload): (it, rid) for it, payload, rid in todo
             }

@@ -6,9 +6,10 @@ different ways, so each field is taken from the first column that exists among a
 Every bad row stops the load with an error naming the file, the line and the problem.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from because_train.data import DataError, _read_jsonl
 from because_train.provenance import REPO_ROOT
@@ -53,7 +54,9 @@ def column_map(columns: Iterable[str], where: str) -> dict[str, str]:
 
 def _to_triple(record: Any, where: str, mapping: dict[str, str]) -> Triple:
     if not isinstance(record, dict):
-        raise DataError(f"{where}: expected an object with question, answer, reasoning, got {type(record).__name__}")
+        raise DataError(
+            f"{where}: expected an object with question, answer, reasoning, got {type(record).__name__}"
+        )
     values: dict[str, str] = {}
     for field, column in mapping.items():
         if column not in record or record[column] is None:

@@ -1,0 +1,207 @@
+"""The llm R-Gen backend end to end with a tiny random Llama on 100 CoS-E rows: train, generate, resume."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+from because_train.config import LlmConfig
+from because_train.rgen import RgenItem
+from because_train.rgen.llm import LlmReasoningGenerator, emotion_question
+from because_train.rgen.triples import Triple
+
+COSE = SHARED_DATA / "reasoning" / "cose_train.jsonl"
+pytestmark = pytest.mark.skipif(not COSE.is_file(), reason="shared CoS-E data not present")
+
+ITEMS = [
+    RgenItem("train:0", "i feel so happy and carefree today", "joy"),
+    RgenItem("train:1", "i am scared of what comes next", "fear"),
+    RgenItem("train:2", "i feel so alone tonight", "sadness"),
+    RgenItem("train:3", "i was amazed by the news", "surprise"),
+    RgenItem("train:4", "i am furious at the delay", "anger"),
+    RgenItem("train:5", "i adore my little sister", "love"),
+]
+
+
+def config(**overrides: Any) -> LlmConfig:
+    values: dict[str, Any] = {
+        "base": "scratch:tiny",
+        "data": str(COSE),
+        "limit": 100,
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "max_new_tokens": 12,
+        "device": "cpu",
+    }
+    return LlmConfig(**(values | overrides))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """A tiny model gains nothing from threads, and they thrash when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LlmReasoningGenerator, Path]:
+    work = tmp_path_factory.mktemp("rgen-llm")
+    gen = LlmReasoningGenerator(config(), seed=3, work_dir=work)
+    gen.prepare(progress=False)
+    return gen, work
+
+
+def test_prepare_trains_and_writes_a_reusable_model(trained: tuple[LlmReasoningGenerator, Path]) -> None:
+    gen, work = trained
+    assert gen.stats["train_rows"] == 100 and gen.stats["train_steps"] == 7  # ceil(100 / 16)
+    assert gen.stats["final_loss"] < 7.0  # below chance for a 1024-token vocabulary (ln 1024 = 6.93)
+    info = json.loads((work / "model" / "rgen.json").read_text())
+    assert info["fingerprint"]["base"] == "scratch:tiny" and info["fingerprint"]["data_sha256"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in (work / "model").iterdir()
+    }
+    provenance = json.loads((work / "provenance.json").read_text())
+    assert provenance["stage"] == "rgen-llm" and provenance["inputs"]["triples"]["sha256"]
+    assert not (work / "checkpoint.pt").exists()
+    config_json = json.loads((work / "model" / "config.json").read_text())
+    assert config_json["hidden_size"] == 64 and config_json["num_hidden_layers"] == 2
+    assert config_json["num_key_value_heads"] == 1
+
+
+def test_generate_one_nonempty_line_per_item(trained: tuple[LlmReasoningGenerator, Path]) -> None:
+    gen, _ = trained
+    out = gen.generate(ITEMS)
+    assert len(out) == len(ITEMS)
+    assert all(isinstance(r, str) and r and r == r.strip() and "\n" not in r for r in out)
+    assert gen.stats["generated"] >= len(ITEMS)
+    assert gen.generate(list(reversed(ITEMS))) == list(reversed(out))  # greedy: order-independent
+    n_tokens = [len(gen.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in out]
+    assert max(n_tokens) <= 12 + 2  # at most max_new_tokens (re-tokenising may differ slightly)
+
+
+def test_finished_model_is_reused(
+    trained: tuple[LlmReasoningGenerator, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen, work = trained
+    expected = gen.generate(ITEMS)
+
+    def no_training(*args: Any) -> None:
+        raise AssertionError("a finished model was trained again")
+
+    monkeypatch.setattr(LlmReasoningGenerator, "_train", no_training)
+    again = LlmReasoningGenerator(config(), seed=3, work_dir=work)
+    again.prepare(progress=False)
+    assert again.stats["train_steps"] == 7
+    assert again.generate(ITEMS) == expected
+
+
+def test_interrupted_training_resumes_from_checkpoint(
+    trained: tuple[LlmReasoningGenerator, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after 5 of 7 steps, with a checkpoint at step 4: the rerun does the last 3 and ends where
+    the uninterrupted run ends."""
+    cfg = config()
+    straight, _ = trained
+
+    original = LlmReasoningGenerator._train_step
+    calls: list[int] = []
+
+    def dies_after_five(self: LlmReasoningGenerator, batch: Any, opt: Any) -> float:
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(self, batch, opt)
+
+    work = tmp_path / "resumed"
+    monkeypatch.setattr(LlmReasoningGenerator, "_train_step", dies_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        LlmReasoningGenerator(cfg, seed=3, work_dir=work, checkpoint_every=2).prepare(progress=False)
+    assert (work / "checkpoint.pt").is_file() and not (work / "model").exists()
+    assert torch.load(work / "checkpoint.pt", weights_only=True)["step"] == 4
+
+    calls.clear()
+    resumed = LlmReasoningGenerator(cfg, seed=3, work_dir=work, checkpoint_every=2)
+    resumed.prepare(progress=False)
+    assert len(calls) == 3
+    assert not (work / "checkpoint.pt").exists()
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_changed_settings_train_anew(trained: tuple[LlmReasoningGenerator, Path], tmp_path: Path) -> None:
+    _, work = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in (work / "model").iterdir():  # a finished model from other settings
+        (other / "model").mkdir(exist_ok=True)
+        (other / "model" / p.name).write_bytes(p.read_bytes())
+    gen = LlmReasoningGenerator(config(limit=48), seed=3, work_dir=other)
+    gen.prepare(progress=False)
+    assert gen.stats["train_rows"] == 48 and gen.stats["train_steps"] == 3
+
+
+def test_loss_covers_only_the_reasoning(trained: tuple[LlmReasoningGenerator, Path]) -> None:
+    gen, _ = trained
+    triple = Triple("Where is milk kept?\nChoices: A) fridge, B) oven", "fridge", "milk  must stay\ncold")
+    ids, start = gen.encode_example(triple)
+    _, attention, labels = gen._collate([(ids, start), (ids[:-3], start)])
+    target = [t for t in labels[0].tolist() if t != -100]
+    assert gen.tokenizer.decode(target) == " milk must stay cold<|eos|>"
+    assert gen.tokenizer.decode(ids[:start]).startswith("<|bos|>Question: Where is milk kept?")
+    assert gen.tokenizer.decode(ids[:start]).endswith("\nAnswer: fridge\nReasoning:")
+    assert attention[1].sum() == len(ids) - 3 and (labels[1, len(ids) - 3 :] == -100).all()
+    long_reasoning = Triple("q", "a", " ".join(["word"] * 50))
+    ids, start = gen.encode_example(long_reasoning)
+    assert len(ids) - start == 12 and gen.tokenizer.eos_token_id not in ids  # cut, so no end of sequence
+
+
+def test_emotion_prompt_and_stops(trained: tuple[LlmReasoningGenerator, Path]) -> None:
+    gen, _ = trained
+    assert emotion_question("i feel ok") == 'What emotion does this text express? "i feel ok"'
+    prompt = gen.tokenizer.decode(gen.encode_prompt(emotion_question("i feel ok"), "joy"))
+    assert (
+        prompt == '<|bos|>Question: What emotion does this text express? "i feel ok"\nAnswer: joy\nReasoning:'
+    )
+    assert gen.tokenizer.eos_token_id in gen._stop_ids
+    assert all(i == gen.tokenizer.eos_token_id or "\n" in gen.tokenizer.decode([i]) for i in gen._stop_ids)
+    assert len(gen._stop_ids) >= 2  # eos and at least the newline byte
+
+
+def test_empty_generation_falls_back_and_is_counted(
+    trained: tuple[LlmReasoningGenerator, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen, _ = trained
+    monkeypatch.setattr(gen, "_generate_batch", lambda prompts: [("", True)] * len(prompts))
+    before = gen.stats["fallback"]
+    out = gen.generate(ITEMS[:2])
+    assert out == ["The words of the text suggest joy.", "The words of the text suggest fear."]
+    assert gen.stats["fallback"] == before + 2
+
+
+def test_seeded_sampling_is_reproducible(trained: tuple[LlmReasoningGenerator, Path]) -> None:
+    _, work = trained
+    a = LlmReasoningGenerator(config(), seed=3, work_dir=work, temperature=1.0)
+    b = LlmReasoningGenerator(config(), seed=3, work_dir=work, temperature=1.0)
+    a.prepare(progress=False)
+    b.prepare(progress=False)
+    out = a.generate(ITEMS)
+    assert out == b.generate(ITEMS) and all(out)
+
+
+def test_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        LlmReasoningGenerator(config(base="scratch:huge"), seed=1, work_dir=tmp_path).prepare(progress=False)
+    with pytest.raises(ValueError, match="must be auto, cpu or cuda"):
+        LlmReasoningGenerator(config(device="tpu"), seed=1, work_dir=tmp_path)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            LlmReasoningGenerator(config(device="cuda"), seed=1, work_dir=tmp_path)
