@@ -205,3 +205,35 @@ def test_bad_settings(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             LlmReasoningGenerator(config(device="cuda"), seed=1, work_dir=tmp_path)
+
+
+def test_lora_path_on_a_local_base_model(
+    trained: tuple[LlmReasoningGenerator, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base that is not scratch:<size> is loaded with transformers and trained with LoRA. A hub name
+    cannot be fetched here, but a local folder goes through the same code: the tiny model from above."""
+    _, work = trained
+    base = str(work / "model")
+    cfg = config(base=base, lora_r=4, lr=1e-2)
+    gen = LlmReasoningGenerator(cfg, seed=3, work_dir=tmp_path)
+    gen.prepare(progress=False)
+    saved = {p.name for p in (tmp_path / "model").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= saved and "model.safetensors" not in saved
+    assert json.loads((tmp_path / "model" / "adapter_config.json").read_text())["r"] == 4
+    out = gen.generate(ITEMS)
+    assert len(out) == len(ITEMS) and all(out)
+
+    monkeypatch.setattr(LlmReasoningGenerator, "_train", lambda *a: pytest.fail("trained again"))
+    again = LlmReasoningGenerator(cfg, seed=3, work_dir=tmp_path)
+    again.prepare(progress=False)
+    assert again.generate(ITEMS) == out  # base + saved adapter, merged, gives the same model
+    base_weights = LlmReasoningGenerator(config(), seed=3, work_dir=work)
+    base_weights.prepare(progress=False)
+    changed = [
+        name
+        for (name, a), (_, b) in zip(
+            base_weights.model.state_dict().items(), again.model.state_dict().items(), strict=True
+        )
+        if not torch.equal(a, b)
+    ]
+    assert changed and all("proj" in name for name in changed)  # LoRA touched the linear layers only
