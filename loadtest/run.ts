@@ -12,17 +12,17 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { sendRequest } from './lib/client.ts'
-import { drive, type LiveCounters } from './lib/driver.ts'
-import { buildResult, formatResult, rssReport } from './lib/report.ts'
+import { sendRequest } from './lib/client.js'
+import { drive, type LiveCounters } from './lib/driver.js'
+import { buildResult, formatResult, rssReport } from './lib/report.js'
 import {
   resolveScenario,
   validateScenarioFile,
   type Endpoint,
   type ResolvedScenario,
   type ScenarioFile,
-} from './lib/scenarios.ts'
-import { commandFromStartScript, freePort, RssSampler, ServerProcess, type ExitInfo } from './lib/server.ts'
+} from './lib/scenarios.js'
+import { commandFromStartScript, freePort, RssSampler, ServerProcess, type ExitInfo } from './lib/server.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 

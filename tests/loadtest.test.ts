@@ -9,9 +9,9 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
-import { arrivalOffsetsMs } from '../loadtest/lib/arrivals.ts'
-import type { Outcome } from '../loadtest/lib/client.ts'
-import { drive } from '../loadtest/lib/driver.ts'
+import { arrivalOffsetsMs } from '../loadtest/lib/arrivals.js'
+import type { Outcome } from '../loadtest/lib/client.js'
+import { drive } from '../loadtest/lib/driver.js'
 import {
   buildResult,
   countOutcomes,
@@ -20,7 +20,7 @@ import {
   statusBucket,
   thresholdValues,
   latencies,
-} from '../loadtest/lib/report.ts'
+} from '../loadtest/lib/report.js'
 import {
   expectedArrivals,
   resolveScenario,
@@ -28,7 +28,7 @@ import {
   type ResolvedScenario,
   type ScenarioFile,
   type Thresholds,
-} from '../loadtest/lib/scenarios.ts'
+} from '../loadtest/lib/scenarios.js'
 import {
   commandFromStartScript,
   freePort,
@@ -36,10 +36,10 @@ import {
   parseStatPpid,
   ServerProcess,
   treeRssMb,
-} from '../loadtest/lib/server.ts'
-import { SseParser } from '../loadtest/lib/sse.ts'
-import { histogram, percentile, perSecond, summarize } from '../loadtest/lib/stats.ts'
-import { isLoopbackUrl, parseTextsFile } from '../loadtest/run.ts'
+} from '../loadtest/lib/server.js'
+import { SseParser } from '../loadtest/lib/sse.js'
+import { histogram, percentile, perSecond, summarize } from '../loadtest/lib/stats.js'
+import { isLoopbackUrl, parseTextsFile } from '../loadtest/run.js'
 
 // A stub of the k6 modules, so that the k6 scripts' logic runs here (k6 itself is not installed).
 const k6 = vi.hoisted(() => ({
@@ -391,6 +391,11 @@ describe('runner end to end against the stand-in server', () => {
     const failed = Object.fromEntries(doc.thresholds.map((t) => [t.key, t.pass]))
     expect(failed.error_rate_max).toBe(false)
     expect(doc.pass).toBe(false)
+    // A started server that does not exit 0 on SIGTERM fails the run by itself.
+    const clean = { ...scenario, thresholds: { ...scenario.thresholds, error_rate_max: null, rejected_rate_max: null } }
+    expect(buildResult(clean, run, {}, undefined, { code: 0, signal: null, shutdown_ms: 5, killed: false }).pass).toBe(true)
+    expect(buildResult(clean, run, {}, undefined, { code: 1, signal: null, shutdown_ms: 5, killed: false }).pass).toBe(false)
+    expect(buildResult(clean, run, {}, undefined, { code: null, signal: 'SIGKILL', shutdown_ms: null, killed: true }).pass).toBe(false)
   }, 30_000)
 
   it('abandons what is still in flight when the drain runs out, as unfinished', async () => {

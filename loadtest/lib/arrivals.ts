@@ -6,7 +6,7 @@
  * the first arrival is at t = 0, and the rate moves linearly from one stage's target to the next.
  */
 
-import type { Stage } from './scenarios.ts'
+import type { Stage } from './scenarios.js'
 
 /**
  * Offsets in milliseconds from the start of the part at which requests are due, ascending.

@@ -11,8 +11,8 @@
  *   ended without `done` or sent `event: error`, or no complete answer before the client gave up.
  */
 
-import type { Endpoint } from './scenarios.ts'
-import { SseParser } from './sse.ts'
+import type { Endpoint } from './scenarios.js'
+import { SseParser } from './sse.js'
 
 export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
 

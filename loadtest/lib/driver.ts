@@ -7,9 +7,9 @@
  */
 
 import { setMaxListeners } from 'node:events'
-import { arrivalOffsetsMs } from './arrivals.ts'
-import { sendRequest, type Outcome } from './client.ts'
-import type { ResolvedPart, ResolvedScenario } from './scenarios.ts'
+import { arrivalOffsetsMs } from './arrivals.js'
+import { sendRequest, type Outcome } from './client.js'
+import type { ResolvedPart, ResolvedScenario } from './scenarios.js'
 
 export interface DriveOptions {
   baseUrl: string

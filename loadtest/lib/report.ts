@@ -4,11 +4,11 @@
  * and a plain-text summary. Everything here is a pure function of its inputs.
  */
 
-import type { Outcome } from './client.ts'
-import type { DriveResult } from './driver.ts'
-import type { ResolvedScenario, Thresholds } from './scenarios.ts'
-import type { ExitInfo, RssSample } from './server.ts'
-import { histogram, LATENCY_BOUNDS_MS, perSecond, round1, summarize, type Bucket, type Summary } from './stats.ts'
+import type { Outcome } from './client.js'
+import type { DriveResult } from './driver.js'
+import type { ResolvedScenario, Thresholds } from './scenarios.js'
+import type { ExitInfo, RssSample } from './server.js'
+import { histogram, LATENCY_BOUNDS_MS, perSecond, round1, summarize, type Bucket, type Summary } from './stats.js'
 
 export type StatusBucket = '2xx' | '429' | '503' | '504' | '4xx' | '5xx' | 'none' | 'other'
 
@@ -180,6 +180,8 @@ export interface ResultDoc {
   by_part: Record<string, { counts: Counts; latency_ms: Summary; ttft_ms: Summary }>
   rss?: RssReport
   server_exit?: ExitInfo
+  /** True unless a server the runner started exited non-zero or had to be killed. */
+  server_exit_ok: boolean
   runner: { lag_ms: Summary; in_flight_peak: number }
   thresholds: ThresholdResult[]
   pass: boolean
@@ -211,7 +213,9 @@ export function buildResult(
   }
   const thresholds = evaluateThresholds(scenario.thresholds, thresholdValues(counts, lat, rss))
   // A failure is a measured value over its limit; an unmeasurable threshold does not fail a run.
-  const pass = thresholds.every((t) => t.pass !== false) && (serverExit?.killed ?? false) === false
+  // A server the runner started must also shut down cleanly: exit 0 on SIGTERM, within the grace.
+  const serverExitOk = serverExit === undefined || (serverExit.code === 0 && !serverExit.killed)
+  const pass = thresholds.every((t) => t.pass !== false) && serverExitOk
   return {
     scenario,
     target,
@@ -238,6 +242,7 @@ export function buildResult(
     by_part: byPart,
     rss,
     server_exit: serverExit,
+    server_exit_ok: serverExitOk,
     runner: { lag_ms: summarize(run.lag_ms), in_flight_peak: run.in_flight_peak },
     thresholds,
     pass,
@@ -293,7 +298,7 @@ export function formatResult(r: ResultDoc): string {
   if (r.server_exit) {
     const e = r.server_exit
     lines.push(
-      `  server exit: code ${e.code} signal ${e.signal}${e.shutdown_ms !== null ? `, ${e.shutdown_ms} ms after SIGTERM` : ''}${e.killed ? ' (KILLED after grace period)' : ''}`,
+      `  server exit: ${r.server_exit_ok ? 'ok' : 'FAIL'}, code ${e.code} signal ${e.signal}${e.shutdown_ms !== null ? `, ${e.shutdown_ms} ms after SIGTERM` : ''}${e.killed ? ' (KILLED after grace period)' : ''}`,
     )
   }
   lines.push('  thresholds')
