@@ -86,6 +86,18 @@ def test_generate_one_nonempty_line_per_item(trained: tuple[LlmReasoningGenerato
     assert max(n_tokens) <= 12 + 2  # at most max_new_tokens (re-tokenising may differ slightly)
 
 
+def test_greedy_ignores_the_models_sampling_defaults(
+    trained: tuple[LlmReasoningGenerator, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instruct model's generation_config asks for sampling; greedy must stay greedy."""
+    gen, _ = trained
+    expected = gen.generate(ITEMS)
+    for key, value in {"do_sample": True, "temperature": 0.6, "top_p": 0.9, "top_k": 5}.items():
+        monkeypatch.setattr(gen.model.generation_config, key, value)
+    torch.manual_seed(123)
+    assert gen.generate(ITEMS) == expected
+
+
 def test_finished_model_is_reused(
     trained: tuple[LlmReasoningGenerator, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -95,7 +95,7 @@ class Progress:
             return
         self.last = now
         rate = rows / max(now - self.t0, 1e-9)
-        print(f"{self.what}: {done}/{self.total}{extra} {rate:.1f} rows/s", file=sys.stderr, flush=True)
+        print(f"{self.what} {done}/{self.total}{extra} {rate:.1f} rows/s", file=sys.stderr, flush=True)
 
 
 class LlmReasoningGenerator:
@@ -112,11 +112,9 @@ class LlmReasoningGenerator:
         checkpoint_every: int = 500,  # training steps between resumable checkpoints
     ) -> None:
         self.cfg, self.seed, self.work_dir = cfg, seed, Path(work_dir)
-        self.temperature, self.gen_batch_size, self.checkpoint_every = (
-            temperature,
-            gen_batch_size,
-            checkpoint_every,
-        )
+        self.temperature = temperature
+        self.gen_batch_size = gen_batch_size
+        self.checkpoint_every = checkpoint_every
         self.name = f"llm:{cfg.base}"
         self.source = resolve_source(cfg.data)
         self.device = pick_device(cfg.device)
@@ -431,13 +429,15 @@ class LlmReasoningGenerator:
         for i, p in enumerate(prompts):
             input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             attention[i, width - len(p) :] = 1
+        # Every sampling knob set here: generate() fills unset ones from the model's own generation config
+        # (an instruct model's says sample at 0.6 with top-p 0.9).
         sample = self.temperature > 0
         gen_cfg = GenerationConfig(
             max_new_tokens=self.cfg.max_new_tokens,
             do_sample=sample,
-            temperature=self.temperature if sample else None,
-            top_p=None,
-            top_k=None,
+            temperature=self.temperature if sample else 1.0,
+            top_p=1.0,
+            top_k=0 if sample else 50,
             eos_token_id=self._stop_ids,
             pad_token_id=tok.pad_token_id,
         )
