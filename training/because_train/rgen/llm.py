@@ -49,6 +49,10 @@ class ScratchSize:
     vocab: int
 
 
+Example = tuple[
+    Sequence[int] | torch.Tensor, int
+]  # token ids of prompt + reasoning, where the reasoning starts
+
 SCRATCH_SIZES = {
     "tiny": ScratchSize(hidden=64, layers=2, heads=2, kv_heads=1, intermediate=192, vocab=1024),
     "small": ScratchSize(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=768, vocab=4096),
@@ -306,7 +310,7 @@ class LlmReasoningGenerator:
             target = target + [self.tokenizer.eos_token_id]
         return prompt + target, len(prompt)
 
-    def _collate(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _collate(self, batch: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ids, attention mask, and labels that are -100 outside the reasoning."""
         width = max(len(ids) for ids, _ in batch)
         pad = self.tokenizer.pad_token_id
@@ -314,7 +318,7 @@ class LlmReasoningGenerator:
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
         for i, (ids, start) in enumerate(batch):
-            row = torch.tensor(ids, dtype=torch.long)
+            row = torch.as_tensor(ids, dtype=torch.long)
             input_ids[i, : len(ids)] = row
             attention[i, : len(ids)] = 1
             labels[i, start : len(ids)] = row[start:]
@@ -329,7 +333,7 @@ class LlmReasoningGenerator:
         progress = (step - warmup) / max(1, total - warmup)
         return self.cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def _train_step(self, batch: list[tuple[list[int], int]], opt: torch.optim.Optimizer) -> float:
+    def _train_step(self, batch: Sequence[Example], opt: torch.optim.Optimizer) -> float:
         input_ids, attention, labels = self._collate(batch)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
@@ -371,7 +375,10 @@ class LlmReasoningGenerator:
         return int(state["step"])
 
     def _train(self, triples: list[Triple], fp_id: str, progress: bool) -> dict[str, Any]:
-        examples = [self.encode_example(t) for t in triples]
+        # int32 tensors: a few hundred thousand rows as Python lists of ints would take gigabytes
+        examples = [
+            (torch.tensor(ids, dtype=torch.int32), start) for ids, start in map(self.encode_example, triples)
+        ]
         bs = self.cfg.batch_size
         steps_per_epoch = math.ceil(len(examples) / bs)
         total = steps_per_epoch * self.cfg.epochs
