@@ -91,6 +91,7 @@ class Config:
     name: str = "emotion-tiny"
     run_dir: str = "training/runs/emotion-tiny"
     models_dir: str = "models"
+    report_dir: str = "docs"
     seed: int = 1234
     data: DataConfig = field(default_factory=DataConfig)
     rgen: RgenConfig = field(default_factory=RgenConfig)

@@ -6,9 +6,10 @@ skipped row would change the data a model was trained on without anyone knowing.
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from because_train import LABELS
 
@@ -36,7 +37,9 @@ def _parse_label(value: Any, where: str, labels: tuple[str, ...]) -> int:
             return _parse_label(int(v), where, labels)
         if v.lower() in labels:
             return labels.index(v.lower())
-        raise DataError(f"{where}: unknown label {value!r}; allowed: {', '.join(labels)} or 0-{len(labels) - 1}")
+        raise DataError(
+            f"{where}: unknown label {value!r}; allowed: {', '.join(labels)} or 0-{len(labels) - 1}"
+        )
     raise DataError(f"{where}: label must be an integer or a label name, got {type(value).__name__}")
 
 

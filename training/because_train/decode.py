@@ -6,8 +6,9 @@ masked while reasoning; the marker ends the reasoning or is forced after the bud
 distribution is the softmax of the six label tokens' logits at the marker's position.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

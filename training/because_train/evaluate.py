@@ -13,7 +13,9 @@ from because_train.metrics import classification_metrics
 from because_train.package import Package, PackageError, load_package
 
 
-def predict(pkg: Package, texts: list[str], batch_size: int = 64, progress: bool = False) -> list[tuple[Decoded, int]]:
+def predict(
+    pkg: Package, texts: list[str], batch_size: int = 64, progress: bool = False
+) -> list[tuple[Decoded, int]]:
     """(decoded, number of text tokens) per text, in input order."""
     spec, m = pkg.spec, pkg.manifest
     forward = pkg.forward()
@@ -37,7 +39,11 @@ def predict(pkg: Package, texts: list[str], batch_size: int = 64, progress: bool
         )
         out.update(zip(idx, decoded, strict=True))
         if progress:
-            print(f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+            print(
+                f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
     return [(out[i], len(text_ids[i])) for i in range(len(texts))]
 
 
@@ -45,7 +51,9 @@ def reasoning_text(pkg: Package, d: Decoded) -> str:
     return pkg.spec.tokenizer.decode(d.reasoning_ids, skip_special_tokens=False).strip()
 
 
-def evaluate(pkg: Package, data: str, limit: int = 0, batch_size: int = 64, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate(
+    pkg: Package, data: str, limit: int = 0, batch_size: int = 64, progress: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rows = load_rows(data, labels=tuple(pkg.manifest["labels"]))
     if limit:
         rows = rows[:limit]
@@ -54,7 +62,13 @@ def evaluate(pkg: Package, data: str, limit: int = 0, batch_size: int = 64, prog
     seconds = time.time() - t0
     labels = pkg.manifest["labels"]
     metrics = classification_metrics([r.label for r in rows], [d.label for d, _ in results], labels)
-    metrics.update(model=pkg.id, kind=pkg.kind, data=data, seconds=round(seconds, 2), forced_marker=sum(d.forced for d, _ in results))
+    metrics.update(
+        model=pkg.id,
+        kind=pkg.kind,
+        data=data,
+        seconds=round(seconds, 2),
+        forced_marker=sum(d.forced for d, _ in results),
+    )
     predictions = [
         {
             "text": r.text,
@@ -82,7 +96,15 @@ def confusion_png(metrics: dict[str, Any], labels: list[str], path: str | Path, 
     ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color="black" if i != j else "white")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if i != j else "white",
+            )
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -102,7 +124,9 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         return 1
     labels = pkg.manifest["labels"]
     print(f"model {pkg.id} ({pkg.kind}) on {args.data}: {metrics['n']} rows in {metrics['seconds']}s")
-    print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  forced marker {metrics['forced_marker']}")
+    print(
+        f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  forced marker {metrics['forced_marker']}"
+    )
     print(f"{'label':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for name in labels:
         c = metrics["per_class"][name]
@@ -113,6 +137,9 @@ def evaluate_cli(args: argparse.Namespace) -> int:
                 f.write(json.dumps(p, ensure_ascii=False) + "\n")
     if args.confusion_png:
         confusion_png(metrics, labels, args.confusion_png, f"{pkg.id} on {Path(args.data).name}")
-    summary = {k: metrics[k] for k in ("model", "kind", "n", "accuracy", "macro_f1", "forced_marker", "seconds", "data")}
+    summary = {
+        k: metrics[k]
+        for k in ("model", "kind", "n", "accuracy", "macro_f1", "forced_marker", "seconds", "data")
+    }
     print(json.dumps(summary))
     return 0

@@ -29,7 +29,11 @@ def log(msg: str) -> None:
 
 def export_onnx(model: Any, path: Path, opset: int) -> None:
     cfg = model.config
-    layers, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    layers, kv, hd = (
+        cfg.num_hidden_layers,
+        cfg.num_key_value_heads,
+        cfg.hidden_size // cfg.num_attention_heads,
+    )
     wrapper = KVWrapper(model, layers).eval()
     b, s, p = 2, 3, 4
     past = [torch.randn(b, kv, p, hd) for _ in range(2 * layers)]
@@ -65,14 +69,22 @@ def export_onnx(model: Any, path: Path, opset: int) -> None:
 
 def _torch_logits(model: Any, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), position_ids=torch.from_numpy(pos))
+        out = model(
+            input_ids=torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            position_ids=torch.from_numpy(pos),
+        )
     return out.logits.numpy()
 
 
 def parity_check(model: Any, onnx_path: Path, prompts: list[list[int]], pad: int) -> dict[str, float]:
     """Max |difference| of logits for each check; raises when one exceeds TOLERANCE."""
     cfg = model.config
-    layers, kv, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    layers, kv, hd = (
+        cfg.num_hidden_layers,
+        cfg.num_key_value_heads,
+        cfg.hidden_size // cfg.num_attention_heads,
+    )
     session = onnx_session(onnx_path, threads=2)
     names = [o.name for o in session.get_outputs()]
     width = max(len(p) for p in prompts)
@@ -86,7 +98,9 @@ def parity_check(model: Any, onnx_path: Path, prompts: list[list[int]], pad: int
         feed[f"past_key_values.{i // 2}.{'key' if i % 2 == 0 else 'value'}"] = t
     outs = session.run(names, feed)
     real = mask.astype(bool)
-    diffs = {"prefill_onnx_vs_torch": float(np.abs(outs[0] - _torch_logits(model, ids, mask, pos))[real].max())}
+    diffs = {
+        "prefill_onnx_vs_torch": float(np.abs(outs[0] - _torch_logits(model, ids, mask, pos))[real].max())
+    }
 
     # One decode step through ONNX with the present as past, against PyTorch on the whole sequence.
     nxt = np.argmax(outs[0][:, -1], axis=-1)[:, None].astype(np.int64)
@@ -94,7 +108,10 @@ def parity_check(model: Any, onnx_path: Path, prompts: list[list[int]], pad: int
     pos2 = pos[:, -1:] + 1
     feed = {"input_ids": nxt, "attention_mask": mask2, "position_ids": pos2}
     for i in range(layers):
-        feed[f"past_key_values.{i}.key"], feed[f"past_key_values.{i}.value"] = outs[1 + 2 * i], outs[2 + 2 * i]
+        feed[f"past_key_values.{i}.key"], feed[f"past_key_values.{i}.value"] = (
+            outs[1 + 2 * i],
+            outs[2 + 2 * i],
+        )
     step = session.run(names, feed)[0][:, -1]
     full = _torch_logits(model, np.concatenate([ids, nxt], 1), mask2, np.concatenate([pos, pos2], 1))[:, -1]
     diffs["decode_step_onnx_vs_full_torch"] = float(np.abs(step - full).max())
@@ -140,7 +157,10 @@ def export(config: Config, kind: str) -> Path:
     cfg = model.config
     tmp = config.run / kind / "model.fp32.onnx"
     export_onnx(model, tmp, config.export.opset)
-    prompts = [spec.prompt_ids(spec.text_ids(t)) for t in ("i feel so happy today", "i am scared", "why would he do that to me i am furious")]
+    prompts = [
+        spec.prompt_ids(spec.text_ids(t))
+        for t in ("i feel so happy today", "i am scared", "why would he do that to me i am furious")
+    ]
     parity = parity_check(model, tmp, prompts, spec.specials["pad"])
     log(f"export {package_id}: parity {parity}")
     if config.export.quantize:
@@ -153,8 +173,13 @@ def export(config: Config, kind: str) -> Path:
     cfg.architectures = ["LlamaForCausalLM"]
     cfg.use_cache = True
     cfg.save_pretrained(out)  # config.json
-    gen = {"bos_token_id": spec.specials["bos"], "eos_token_id": spec.specials["eos"], "pad_token_id": spec.specials["pad"],
-           "do_sample": False, "max_new_tokens": config.model.max_reasoning_tokens + 2}
+    gen = {
+        "bos_token_id": spec.specials["bos"],
+        "eos_token_id": spec.specials["eos"],
+        "pad_token_id": spec.specials["pad"],
+        "do_sample": False,
+        "max_new_tokens": config.model.max_reasoning_tokens + 2,
+    }
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     rgen_prov = json.loads((config.run / "rgen" / "provenance.json").read_text())
@@ -165,9 +190,17 @@ def export(config: Config, kind: str) -> Path:
         "labels": list(LABELS),
         "label_texts": spec.label_texts,
         "label_token_ids": spec.label_ids,
-        "prompt": {"normalize": spec.normalize, "template": spec.template, "marker": spec.marker, "eos": spec.eos},
+        "prompt": {
+            "normalize": spec.normalize,
+            "template": spec.template,
+            "marker": spec.marker,
+            "eos": spec.eos,
+        },
         "special_tokens": spec.specials,
-        "limits": {"max_input_tokens": config.model.max_input_tokens, "max_reasoning_tokens": config.model.max_reasoning_tokens},
+        "limits": {
+            "max_input_tokens": config.model.max_input_tokens,
+            "max_reasoning_tokens": config.model.max_reasoning_tokens,
+        },
         "onnx": {
             "file": "model.onnx",
             "num_layers": cfg.num_hidden_layers,
@@ -182,8 +215,13 @@ def export(config: Config, kind: str) -> Path:
             "opset": config.export.opset,
         },
         "provenance": {
-            "data": describe_inputs({s: config.path(getattr(config.data, s)) for s in ("train", "validation")}),
-            "rgen": {"backend": rgen_prov["settings"]["backend"], "stats": rgen_prov["settings"].get("stats", {})},
+            "data": describe_inputs(
+                {s: config.path(getattr(config.data, s)) for s in ("train", "validation")}
+            ),
+            "rgen": {
+                "backend": rgen_prov["settings"]["backend"],
+                "stats": rgen_prov["settings"].get("stats", {}),
+            },
             "base_model": config.model.base,
             "seed": config.seed,
             "code_commit": code_commit(),
@@ -198,14 +236,22 @@ def export(config: Config, kind: str) -> Path:
     _write_manifest(out, manifest)
     val = str(config.path(config.data.validation))
     metrics, _ = evaluate(load_package(out), val)
-    manifest["metrics"]["validation"] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1", "per_class", "confusion", "forced_marker")}
-    confusion_png(metrics, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation")
+    manifest["metrics"]["validation"] = {
+        k: metrics[k] for k in ("n", "accuracy", "macro_f1", "per_class", "confusion", "forced_marker")
+    }
+    confusion_png(
+        metrics, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation"
+    )
     write_model_card(out, manifest)
     _write_manifest(out, manifest)
-    log(f"export {package_id}: validation accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} -> {out}")
+    log(
+        f"export {package_id}: validation accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} -> {out}"
+    )
     return out
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    manifest["files"] = {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "manifest.json"}
+    manifest["files"] = {
+        f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "manifest.json"
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

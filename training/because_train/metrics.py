@@ -1,6 +1,7 @@
 """Classification metrics: accuracy, macro-F1, per-class precision/recall/F1, confusion matrix."""
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,12 @@ def classification_metrics(gold: Sequence[int], pred: Sequence[int], labels: lis
         precision = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
         recall = tp / cm[i, :].sum() if cm[i, :].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(cm[i, :].sum())}
+        per_class[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(cm[i, :].sum()),
+        }
         f1s.append(f1)
     n = int(cm.sum())
     return {

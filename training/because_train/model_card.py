@@ -12,10 +12,12 @@ WHAT = {
 def write_model_card(out: Path, m: dict[str, Any]) -> None:
     o, p, v = m["onnx"], m["provenance"], m["metrics"]["validation"]
     rows = "\n".join(
-        f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |" for name, c in v["per_class"].items()
+        f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+        for name, c in v["per_class"].items()
     )
     history = "\n".join(
-        f"| {h['epoch']} | {h['accuracy']:.4f} | {h['macro_f1']:.4f} | {h['train_seconds']} |" for h in p["training_history"]
+        f"| {h['epoch']} | {h['accuracy']:.4f} | {h['macro_f1']:.4f} | {h['train_seconds']} |"
+        for h in p["training_history"]
     )
     data = "\n".join(f"- `{k}`: `{d['path']}` (sha256 `{d['sha256']}`)" for k, d in p["data"].items())
     text = f"""# {m["id"]}

@@ -31,7 +31,9 @@ def scratch_size(base: str) -> ScratchSize | None:
     return SIZES[name]
 
 
-def build_scratch(size: ScratchSize, vocab_size: int, specials: dict[str, int], max_positions: int) -> LlamaForCausalLM:
+def build_scratch(
+    size: ScratchSize, vocab_size: int, specials: dict[str, int], max_positions: int
+) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=size.hidden,
@@ -72,7 +74,9 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible to torch (torch.cuda.is_available() is False)")
+        raise SystemExit(
+            "--device cuda: no CUDA device is visible to torch (torch.cuda.is_available() is False)"
+        )
     return torch.device(name)
 
 

@@ -42,7 +42,9 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
         if not f.is_file():
             raise PackageError(f"{path}: missing file {name} listed in manifest.json")
         if sha256_file(f) != digest:
-            raise PackageError(f"{path}: {name} does not match its sha256 in manifest.json (changed or truncated)")
+            raise PackageError(
+                f"{path}: {name} does not match its sha256 in manifest.json (changed or truncated)"
+            )
 
 
 def load_package(path: str | Path, threads: int = 0) -> Package:

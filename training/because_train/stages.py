@@ -19,7 +19,11 @@ def log(msg: str) -> None:
 
 
 def _inputs(config: Config) -> dict[str, str | Path]:
-    return {s: config.path(getattr(config.data, s)) for s in SPLITS if not getattr(config.data, s).startswith("hub:")}
+    return {
+        s: config.path(getattr(config.data, s))
+        for s in SPLITS
+        if not getattr(config.data, s).startswith("hub:")
+    }
 
 
 def data(config: Config) -> Path:
@@ -28,14 +32,20 @@ def data(config: Config) -> Path:
         rows = load_rows(str(config.path(getattr(config.data, split))), split)
         if split == "train" and config.data.limit:
             rows = rows[: config.data.limit]
-        write_jsonl(out / f"{split}.jsonl", ({"key": f"{split}:{i}", "text": r.text, "label": LABELS[r.label]} for i, r in enumerate(rows)))
+        write_jsonl(
+            out / f"{split}.jsonl",
+            ({"key": f"{split}:{i}", "text": r.text, "label": LABELS[r.label]} for i, r in enumerate(rows)),
+        )
         log(f"data: {split}: {len(rows)} rows")
     write_provenance(out / "provenance.json", "data", _inputs(config), as_dict(config.data))
     return out
 
 
 def _items(config: Config, split: str) -> list[RgenItem]:
-    return [RgenItem(r["key"], lower_alnum_v1(r["text"]), r["label"]) for r in read_jsonl(config.run / "data" / f"{split}.jsonl")]
+    return [
+        RgenItem(r["key"], lower_alnum_v1(r["text"]), r["label"])
+        for r in read_jsonl(config.run / "data" / f"{split}.jsonl")
+    ]
 
 
 def make_generator(config: Config, train_items: list[RgenItem]) -> ReasoningGenerator:
@@ -46,7 +56,9 @@ def make_generator(config: Config, train_items: list[RgenItem]) -> ReasoningGene
         gen = EvidenceReasoningGenerator(config.rgen.evidence, config.seed, LABELS)
         t = time.time()
         gen.fit(train_items)
-        log(f"rgen: evidence teachers fitted in {time.time() - t:.0f}s, cross-fit accuracy {gen.stats['teacher_cross_fit_accuracy']:.4f}")
+        log(
+            f"rgen: evidence teachers fitted in {time.time() - t:.0f}s, cross-fit accuracy {gen.stats['teacher_cross_fit_accuracy']:.4f}"
+        )
         return gen
     if backend == "llm":
         from because_train.rgen.llm import LlmReasoningGenerator
@@ -57,7 +69,9 @@ def make_generator(config: Config, train_items: list[RgenItem]) -> ReasoningGene
     if backend == "openai":
         from because_train.rgen.openai_compat import OpenAIReasoningGenerator
 
-        return OpenAIReasoningGenerator(config.rgen.openai, config.seed, config.run / "rgen" / "openai-cache.jsonl")
+        return OpenAIReasoningGenerator(
+            config.rgen.openai, config.seed, config.run / "rgen" / "openai-cache.jsonl"
+        )
     raise SystemExit(f"rgen.backend: unknown backend {backend!r}; choose evidence, llm or openai")
 
 
@@ -76,10 +90,22 @@ def rgen(config: Config) -> Path:
         for s in range(0, len(items), 1000):
             reasonings += gen.generate(items[s : s + 1000])
             log(f"rgen: {split} {len(reasonings)}/{len(items)} ({time.time() - t:.0f}s)")
-        write_jsonl(out / f"{split}.jsonl", ({"key": it.key, "reasoning": r} for it, r in zip(items, reasonings, strict=True)))
+        write_jsonl(
+            out / f"{split}.jsonl",
+            ({"key": it.key, "reasoning": r} for it, r in zip(items, reasonings, strict=True)),
+        )
     stats = getattr(gen, "stats", {})
-    write_provenance(out / "provenance.json", "rgen", {s: config.run / "data" / f"{s}.jsonl" for s in SPLITS},
-                     {"backend": config.rgen.backend, "settings": as_dict(config.rgen), "seed": config.seed, "stats": stats})
+    write_provenance(
+        out / "provenance.json",
+        "rgen",
+        {s: config.run / "data" / f"{s}.jsonl" for s in SPLITS},
+        {
+            "backend": config.rgen.backend,
+            "settings": as_dict(config.rgen),
+            "seed": config.seed,
+            "stats": stats,
+        },
+    )
     return out
 
 
@@ -90,8 +116,13 @@ def augment(config: Config) -> Path:
         reasons = {r["key"]: r["reasoning"] for r in read_jsonl(config.run / "rgen" / f"{split}.jsonl")}
         missing = [r["key"] for r in rows if r["key"] not in reasons]
         if missing:
-            raise SystemExit(f"augment: {len(missing)} {split} rows have no reasoning (first: {missing[0]}); rerun rgen")
-        write_jsonl(out / f"{split}.jsonl", ({"text": r["text"], "reasoning": reasons[r["key"]], "label": r["label"]} for r in rows))
+            raise SystemExit(
+                f"augment: {len(missing)} {split} rows have no reasoning (first: {missing[0]}); rerun rgen"
+            )
+        write_jsonl(
+            out / f"{split}.jsonl",
+            ({"text": r["text"], "reasoning": reasons[r["key"]], "label": r["label"]} for r in rows),
+        )
         log(f"augment: {split}: {len(rows)} rows")
     inputs: dict[str, str | Path] = {}
     for s in SPLITS:

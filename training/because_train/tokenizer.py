@@ -1,8 +1,8 @@
 """The byte-level BPE tokenizer of a scratch model, and how text becomes ids without special tokens."""
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -96,7 +96,9 @@ def batches(examples: list[Example], batch_size: int, rng: np.random.Generator) 
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def collate(examples: list[Example], idx: list[int], pad: int, weights: dict[int, float]) -> tuple[torch.Tensor, ...]:
+def collate(
+    examples: list[Example], idx: list[int], pad: int, weights: dict[int, float]
+) -> tuple[torch.Tensor, ...]:
     width = max(len(examples[i].ids) for i in idx)
     ids = torch.full((len(idx), width), pad, dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -117,7 +119,9 @@ def lr_at(step: int, total: int, config: Config) -> float:
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def evaluate_model(model: Any, spec: PromptSpec, examples: list[Example], kind: str, config: Config, device: torch.device) -> dict[str, Any]:
+def evaluate_model(
+    model: Any, spec: PromptSpec, examples: list[Example], kind: str, config: Config, device: torch.device
+) -> dict[str, Any]:
     model.eval()
     forward = torch_forward(model, device)
     preds: list[int] = []
@@ -157,7 +161,9 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     device = pick_device(config.train.device)
     size = scratch_size(config.model.base)
     if size is None:
-        raise SystemExit("hub base models: see `because_train.modeling.build_lora`; run them with a GPU (issue notes)")
+        raise SystemExit(
+            "hub base models: see `because_train.modeling.build_lora`; run them with a GPU (issue notes)"
+        )
     tokenizer_dir = build_tokenizer(config, augmented)
     spec = prompt_spec(config, tokenizer_dir)
     train_rows = read_jsonl(augmented / "train.jsonl")
@@ -169,13 +175,23 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     max_len = max(len(e.ids) for e in train_ex)
     model = build_scratch(size, spec.tokenizer.get_vocab_size(), spec.specials, 2 * max(256, max_len))
     model.to(device)
-    log(f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters, {len(train_ex)} train / {len(val_ex)} validation rows, "
-        f"{sum(len(e.ids) for e in train_ex) / len(train_ex):.1f} tokens a row, device {device}")
-    weights = {PROMPT: 0.0, TEXT: config.train.text_loss_weight, REASONING: 1.0, LABEL: config.train.label_loss_weight}
+    log(
+        f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters, {len(train_ex)} train / {len(val_ex)} validation rows, "
+        f"{sum(len(e.ids) for e in train_ex) / len(train_ex):.1f} tokens a row, device {device}"
+    )
+    weights = {
+        PROMPT: 0.0,
+        TEXT: config.train.text_loss_weight,
+        REASONING: 1.0,
+        LABEL: config.train.label_loss_weight,
+    }
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": config.train.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=config.train.lr,
         betas=(0.9, 0.98),
     )
@@ -190,9 +206,14 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
         rng = np.random.default_rng(config.seed + state["epoch"])
-        log(f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})")
+        log(
+            f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})"
+        )
     model.train()
-    while state["epoch"] < config.train.epochs and state["epoch"] - state["best_epoch"] < config.train.patience + 1:
+    while (
+        state["epoch"] < config.train.epochs
+        and state["epoch"] - state["best_epoch"] < config.train.patience + 1
+    ):
         epoch = state["epoch"] + 1
         plan = batches(train_ex, config.train.batch_size, rng)
         t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
@@ -203,7 +224,9 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none")
+            ce = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none"
+            )
             tw = w[:, 1:].reshape(-1)
             loss = (ce * tw).sum() / tw.sum()
             opt.zero_grad(set_to_none=True)
@@ -215,24 +238,51 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
             if (k + 1) % 50 == 0 or k + 1 == len(plan):
                 el = time.time() - t0
-                log(f"[{kind}] epoch {epoch}/{config.train.epochs} step {k + 1}/{len(plan)} loss {loss_sum / loss_n:.4f} "
-                    f"lr {lr:.2e} {tokens / el:,.0f} tok/s eta {el / (k + 1) * (len(plan) - k - 1):.0f}s")
+                log(
+                    f"[{kind}] epoch {epoch}/{config.train.epochs} step {k + 1}/{len(plan)} loss {loss_sum / loss_n:.4f} "
+                    f"lr {lr:.2e} {tokens / el:,.0f} tok/s eta {el / (k + 1) * (len(plan) - k - 1):.0f}s"
+                )
                 loss_sum, loss_n = 0.0, 0
         t1 = time.time()
         metrics = evaluate_model(model, spec, val_ex, kind, config, device)
-        record = {"epoch": epoch, "train_seconds": round(t1 - t0, 1), "eval_seconds": round(time.time() - t1, 1),
-                  "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "forced_marker": metrics["forced_marker"]}
+        record = {
+            "epoch": epoch,
+            "train_seconds": round(t1 - t0, 1),
+            "eval_seconds": round(time.time() - t1, 1),
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "forced_marker": metrics["forced_marker"],
+        }
         state["history"].append(record)
-        log(f"[{kind}] epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} "
-            f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)")
+        log(
+            f"[{kind}] epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} "
+            f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)"
+        )
         state["epoch"] = epoch
         if metrics["accuracy"] > state["best"]:
             state["best"], state["best_epoch"] = metrics["accuracy"], epoch
-            torch.save({"model": model.state_dict(), "config": model.config.to_dict(), "epoch": epoch, "metrics": metrics}, out / "best.pt")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "config": model.config.to_dict(),
+                    "epoch": epoch,
+                    "metrics": metrics,
+                },
+                out / "best.pt",
+            )
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, last)
         (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
-    write_provenance(out / "provenance.json", f"train-{kind}", {"train": augmented / "train.jsonl", "validation": augmented / "validation.jsonl"},
-                     {"config": as_dict(config), "kind": kind, "best_epoch": state["best_epoch"], "best_accuracy": state["best"]})
+    write_provenance(
+        out / "provenance.json",
+        f"train-{kind}",
+        {"train": augmented / "train.jsonl", "validation": augmented / "validation.jsonl"},
+        {
+            "config": as_dict(config),
+            "kind": kind,
+            "best_epoch": state["best_epoch"],
+            "best_accuracy": state["best"],
+        },
+    )
     log(f"[{kind}] best validation accuracy {state['best']:.4f} at epoch {state['best_epoch']}")
     return out
 

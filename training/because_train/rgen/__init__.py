@@ -1,7 +1,8 @@
 """Stage 1: reasoning generators. Each backend writes a reasoning R for a (text Q, label A) pair."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ Phrasings vary by row, chosen by a hash of (seed, row key): the same seed gives 
 """
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
@@ -20,18 +20,31 @@ from because_train.rgen import RgenItem
 
 # Quote first, name the emotion last: the classifier then reads its evidence before it commits.
 TEMPLATES = (
-    'the {words} {quotes} {point} to {label}.',
-    '{quotes} {express} {label}.',
-    'key {cues}: {quotes}, suggesting {label}.',
-    'the writer says {quotes}, which reads as {label}.',
+    "the {words} {quotes} {point} to {label}.",
+    "{quotes} {express} {label}.",
+    "key {cues}: {quotes}, suggesting {label}.",
+    "the writer says {quotes}, which reads as {label}.",
 )
 CONTRARY = (
-    'though {quote} hints at {other}, ',
-    'despite {quote} ({other}), ',
+    "though {quote} hints at {other}, ",
+    "despite {quote} ({other}), ",
 )
-NO_CUE = 'no single phrase stands out; the overall tone suggests {label}.'
+NO_CUE = "no single phrase stands out; the overall tone suggests {label}."
 # Words that occur in nearly every row of this data: quoting them explains nothing.
-FILLER = frozenset(ENGLISH_STOP_WORDS) | {"feel", "feeling", "feels", "felt", "im", "ive", "m", "s", "t", "don", "didnt", "dont"}
+FILLER = frozenset(ENGLISH_STOP_WORDS) | {
+    "feel",
+    "feeling",
+    "feels",
+    "felt",
+    "im",
+    "ive",
+    "m",
+    "s",
+    "t",
+    "don",
+    "didnt",
+    "dont",
+}
 WEAK = 0.2  # a phrase is quoted only if it carries at least this share of the strongest one's evidence
 
 
@@ -45,7 +58,10 @@ class Teacher:
     """TF-IDF over word 1-2 grams with a multinomial logistic regression."""
 
     def __init__(self, seed: int) -> None:
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, min_df=2)
+        self.trained_keys: frozenset[str] = frozenset()
+        self.vectorizer = TfidfVectorizer(
+            ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, min_df=2
+        )
         self.model = LogisticRegression(C=10.0, max_iter=2000, random_state=seed)
 
     def fit(self, texts: Sequence[str], labels: Sequence[int]) -> "Teacher":
@@ -154,19 +170,25 @@ class EvidenceReasoningGenerator:
             mask = np.ones(len(train), dtype=bool)
             mask[idx] = False
             teacher = Teacher(self.seed).fit([texts[i] for i in np.flatnonzero(mask)], y[mask])
+            teacher.trained_keys = frozenset(train[i].key for i in np.flatnonzero(mask))
             held_out_correct += int((teacher.predict([texts[i] for i in idx]) == y[idx]).sum())
             self.teachers.append(teacher)
             for i in idx:
                 self.fold_of[train[i].key] = k
         self.full = Teacher(self.seed).fit(texts, y)
+        self.full.trained_keys = frozenset(it.key for it in train)
         self.stats["teacher_cross_fit_accuracy"] = held_out_correct / len(train)
 
-    def generate(self, items: Sequence[RgenItem]) -> list[str]:
+    def teacher_for(self, key: str) -> Teacher:
+        """The fold's teacher for a training row; the all-rows teacher for any other row."""
         assert self.full is not None, "fit() first"
+        fold = self.fold_of.get(key)
+        return self.full if fold is None else self.teachers[fold]
+
+    def generate(self, items: Sequence[RgenItem]) -> list[str]:
         out = []
         for it in items:
-            fold = self.fold_of.get(it.key)
-            teacher = self.full if fold is None else self.teachers[fold]
+            teacher = self.teacher_for(it.key)
             label = self.labels.index(it.label)
             ev = teacher.evidence(it.text, label, self.cfg.max_phrases, self.cfg.contrary_margin)
             out.append(render(ev, it.label, self.labels, self.seed, it.key))

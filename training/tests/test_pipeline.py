@@ -1,0 +1,153 @@
+"""A tiny end-to-end run through every stage, the way a user runs it: the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT, TRAINING
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(TRAINING))
+    return subprocess.run(
+        [sys.executable, "-m", "because_train", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, request):
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "emotion" / "train.jsonl").exists():
+        pytest.skip("shared emotion data missing")
+    tmp = tmp_path_factory.mktemp("pipeline")
+    config = tmp / "tiny.toml"
+    config.write_text(f"""
+name = "t-{{kind}}"
+run_dir = "{tmp / "run"}"
+models_dir = "{tmp / "models"}"
+report_dir = "{tmp / "report"}"
+seed = 3
+[data]
+train = "{SHARED_DATA / "emotion" / "train.jsonl"}"
+validation = "{SHARED_DATA / "emotion" / "validation.jsonl"}"
+limit = 300
+[rgen.evidence]
+folds = 2
+[model]
+base = "scratch:micro"
+vocab_size = 600
+max_reasoning_tokens = 24
+[train]
+epochs = 1
+batch_size = 32
+warmup_steps = 5
+eval_limit = 64
+""")
+    result = run_cli("pipeline", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp, config, result
+
+
+def test_every_stage_writes_its_output_with_provenance(tiny_run):
+    tmp, _, _ = tiny_run
+    run = tmp / "run"
+    for stage in ("data", "rgen", "augmented", "qra", "qa"):
+        prov = json.loads((run / stage / "provenance.json").read_text())
+        assert prov["code_commit"] and prov["inputs"], stage
+        for item in prov["inputs"].values():
+            assert len(item["sha256"]) == 64
+    rows = [json.loads(line) for line in (run / "augmented" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 300 and all(r["reasoning"] and r["label"] for r in rows)
+
+
+def test_packages_are_complete_and_verified(tiny_run):
+    from because_train.package import load_package
+
+    tmp, _, _ = tiny_run
+    for kind in ("qra", "qa"):
+        pkg = load_package(tmp / "models" / f"t-{kind}")
+        m = pkg.manifest
+        assert m["kind"] == kind and m["labels"] == ["sadness", "joy", "love", "anger", "fear", "surprise"]
+        assert set(m["files"]) == {
+            "model.onnx",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "config.json",
+            "generation_config.json",
+            "MODEL_CARD.md",
+        }
+        assert all(v <= 1e-4 for v in m["provenance"]["parity"].values())
+        assert m["metrics"]["validation"]["n"] == 2000
+        assert (
+            f"{m['metrics']['validation']['accuracy']:.4f}"
+            in (tmp / "models" / f"t-{kind}" / "MODEL_CARD.md").read_text()
+        )
+
+
+def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
+    tmp, _, _ = tiny_run
+    from conftest import SHARED_DATA
+
+    preds = tmp_path / "preds.jsonl"
+    result = run_cli(
+        "evaluate",
+        "--model",
+        str(tmp / "models" / "t-qra"),
+        "--data",
+        str(SHARED_DATA / "emotion" / "validation.jsonl"),
+        "--limit",
+        "40",
+        "--predictions-out",
+        str(preds),
+        "--confusion-png",
+        str(tmp_path / "cm.png"),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("model t-qra (qra)")
+    summary = json.loads(lines[-1])
+    assert (
+        summary["n"] == 40
+        and summary["model"] == "t-qra"
+        and 0 <= summary["accuracy"] <= 1
+        and "macro_f1" in summary
+    )
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert len(rows) == 40
+    assert abs(sum(rows[0]["scores"].values()) - 1) < 1e-6
+    assert sum(r["pred"] == r["label"] for r in rows) / 40 == pytest.approx(summary["accuracy"])
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_puts_both_kinds_side_by_side(tiny_run):
+    tmp, _, _ = tiny_run
+    text = (tmp / "report" / "report.md").read_text()
+    assert "| `t-qa` | Q->A |" in text and "| `t-qra` | Q->RA |" in text
+    assert (tmp / "report" / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stages_resume_instead_of_redoing(tiny_run):
+    tmp, config, _ = tiny_run
+    before = (tmp / "run" / "qra" / "best.pt").stat().st_mtime_ns
+    result = run_cli("train", "--config", str(config), "--kind", "qra")
+    assert result.returncode == 0, result.stderr
+    assert "resumed after epoch 1" in result.stderr
+    assert (tmp / "run" / "qra" / "best.pt").stat().st_mtime_ns == before
+    result = run_cli("rgen", "--config", str(config))
+    assert "outputs exist, skipping" in result.stderr
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepochz = 3\n")
+    result = run_cli("data", "--config", str(bad))
+    assert result.returncode != 0
+    assert "config.train: unknown key 'epochz'" in result.stderr
