@@ -1,0 +1,312 @@
+/**
+ * @module
+ * The HTTP thread's handle on one model's engine worker: admission (a bounded number of sequences
+ * in flight), deadlines, cancellation, and turning worker events back into per-request results.
+ *
+ * Admission happens here, before anything is sent to the worker: a request whose sequences would
+ * push the in-flight count past `maxBatch + maxQueue` fails at once with `queue_full`. Its slots
+ * are given back when its last sequence ends, however it ends (done, error, deadline, abort).
+ */
+import { Worker } from 'node:worker_threads'
+import type { Logger } from 'pino'
+import type { ModelPackage } from '../model/package.js'
+import type { Command, SequenceEvent, WorkerInit, WorkerMessage, WorkerReady } from './protocol.js'
+
+export type EngineErrorReason =
+  /** Too many sequences in flight; retry later. */
+  | 'queue_full'
+  /** The request's deadline passed before it finished. */
+  | 'deadline_exceeded'
+  /** The caller went away (its signal aborted). */
+  | 'cancelled'
+  /** The worker is starting, restarting or gone. */
+  | 'not_ready'
+  /** The worker failed while running the request. */
+  | 'engine_failed'
+
+export class EngineError extends Error {
+  override name = 'EngineError'
+  constructor(
+    readonly reason: EngineErrorReason,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** The result of one sequence. */
+export interface SequenceResult {
+  /** Index into the manifest's labels. */
+  labelIndex: number
+  scores: number[]
+  reasoning: string
+  usage: { input_tokens: number; reasoning_tokens: number }
+  timings: { queue_ms: number; ttft_ms: number; total_ms: number }
+}
+
+export interface SubmitOptions {
+  /** `performance.now()` time after which the request fails with `deadline_exceeded`. */
+  deadline: number
+  /** Aborting it cancels the request (`cancelled`); its sequences leave the batch next step. */
+  signal?: AbortSignal
+  /** Reasoning text as it is generated, per sequence index. */
+  onDelta?: (index: number, delta: string) => void
+}
+
+export interface EngineClientOptions {
+  pkg: ModelPackage
+  device: WorkerInit['device']
+  threads: number
+  maxBatch: number
+  maxBatchTokens: number
+  maxQueue: number
+  logger: Logger
+}
+
+interface Tracked {
+  index: number
+  submittedAt: number
+  startedAt?: number
+  firstTokenAt?: number
+  label?: { index: number; scores: number[] }
+  request: RequestState
+}
+
+interface RequestState {
+  ids: number[]
+  results: (SequenceResult | undefined)[]
+  numDone: number
+  settled: boolean
+  resolve: (results: SequenceResult[]) => void
+  reject: (e: EngineError) => void
+  onDelta?: (index: number, delta: string) => void
+  cleanup: () => void
+}
+
+const WORKER_ENTRY = new URL('./worker-entry.mjs', import.meta.url)
+
+export class EngineClient {
+  readonly pkg: ModelPackage
+  readonly #opts: EngineClientOptions
+  readonly #log: Logger
+  #worker: Worker | null = null
+  #info: WorkerReady | null = null
+  #closing = false
+  #nextId = 1
+  readonly #tracked = new Map<number, Tracked>()
+  /** Last counts the worker reported. */
+  numRunning = 0
+  numWaiting = 0
+  numRestarts = 0
+
+  private constructor(opts: EngineClientOptions) {
+    this.pkg = opts.pkg
+    this.#opts = opts
+    this.#log = opts.logger.child({ model: opts.pkg.manifest.id })
+  }
+
+  /** Starts the worker and resolves once its session is ready; rejects with its one-line reason. */
+  static async start(opts: EngineClientOptions): Promise<EngineClient> {
+    const client = new EngineClient(opts)
+    await client.#spawn()
+    return client
+  }
+
+  get id(): string {
+    return this.pkg.manifest.id
+  }
+
+  get ready(): boolean {
+    return this.#info !== null && !this.#closing
+  }
+
+  get info(): WorkerReady | null {
+    return this.#info
+  }
+
+  /** Sequences accepted and not finished. */
+  get numInFlight(): number {
+    return this.#tracked.size
+  }
+
+  /** Most sequences in flight before `queue_full`. */
+  get capacity(): number {
+    return this.#opts.maxBatch + this.#opts.maxQueue
+  }
+
+  /**
+   * Runs prompts as one request: all admitted or none, results in input order. Admission failures
+   * (`not_ready`, `queue_full`, `cancelled`) throw at once, so a caller can answer before it starts
+   * streaming; later failures reject the promise, and cancel the request's other sequences.
+   */
+  submit(prompts: number[][], opts: SubmitOptions): Promise<SequenceResult[]> {
+    if (!this.ready || !this.#worker) throw new EngineError('not_ready', `model ${this.id} is not ready`)
+    if (this.numInFlight + prompts.length > this.capacity) {
+      throw new EngineError(
+        'queue_full',
+        `model ${this.id} has ${this.numInFlight} sequences in flight and this request adds ${prompts.length}; at most ${this.capacity} (max_batch + max_queue)`,
+      )
+    }
+    if (opts.signal?.aborted) throw new EngineError('cancelled', 'the client went away')
+    const now = performance.now()
+    return new Promise<SequenceResult[]>((resolve, reject) => {
+      const ids = prompts.map(() => this.#nextId++)
+      const request: RequestState = {
+        ids,
+        results: new Array(prompts.length),
+        numDone: 0,
+        settled: false,
+        resolve,
+        reject,
+        cleanup: () => {},
+        ...(opts.onDelta ? { onDelta: opts.onDelta } : {}),
+      }
+      ids.forEach((id, index) => this.#tracked.set(id, { index, submittedAt: now, request }))
+
+      const timer = setTimeout(
+        () => this.#fail(request, new EngineError('deadline_exceeded', `the deadline passed after ${Math.round(performance.now() - now)} ms`)),
+        Math.max(0, opts.deadline - now),
+      )
+      const onAbort = () => this.#fail(request, new EngineError('cancelled', 'the client went away'))
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      request.cleanup = () => {
+        clearTimeout(timer)
+        opts.signal?.removeEventListener('abort', onAbort)
+      }
+      this.#send({ type: 'enqueue', sequences: prompts.map((promptIds, i) => ({ id: ids[i]!, promptIds })) })
+    })
+  }
+
+  /** Stops the worker after its current step. */
+  async close(): Promise<void> {
+    this.#closing = true
+    const worker = this.#worker
+    if (!worker) return
+    for (const t of new Set([...this.#tracked.values()].map((t) => t.request))) {
+      this.#fail(t, new EngineError('not_ready', 'the server is shutting down'))
+    }
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+    this.#send({ type: 'shutdown' })
+    const timeout = setTimeout(() => void worker.terminate(), 5000)
+    await exited
+    clearTimeout(timeout)
+  }
+
+  #send(command: Command): void {
+    this.#worker?.postMessage(command)
+  }
+
+  /** Ends a request with an error (once), cancelling its unfinished sequences in the worker. */
+  #fail(request: RequestState, error: EngineError): void {
+    if (request.settled) return
+    request.settled = true
+    request.cleanup()
+    const open = request.ids.filter((id) => this.#tracked.has(id))
+    for (const id of open) this.#tracked.delete(id)
+    if (open.length > 0 && error.reason !== 'engine_failed') this.#send({ type: 'cancel', ids: open })
+    request.reject(error)
+  }
+
+  #onEvent(e: SequenceEvent): void {
+    const t = this.#tracked.get(e.id)
+    if (!t) return // cancelled or failed already
+    const now = performance.now()
+    switch (e.type) {
+      case 'start':
+        t.startedAt = now
+        break
+      case 'token':
+        t.firstTokenAt ??= now
+        t.request.onDelta?.(t.index, e.delta)
+        break
+      case 'label':
+        t.firstTokenAt ??= now
+        t.label = { index: e.index, scores: e.scores }
+        break
+      case 'done': {
+        const r = t.request
+        this.#tracked.delete(e.id)
+        const startedAt = t.startedAt ?? now
+        r.results[t.index] = {
+          labelIndex: t.label!.index,
+          scores: t.label!.scores,
+          reasoning: e.reasoning,
+          usage: e.usage,
+          timings: {
+            queue_ms: round(startedAt - t.submittedAt),
+            ttft_ms: round((t.firstTokenAt ?? now) - t.submittedAt),
+            total_ms: round(now - t.submittedAt),
+          },
+        }
+        if (++r.numDone === r.ids.length && !r.settled) {
+          r.settled = true
+          r.cleanup()
+          r.resolve(r.results as SequenceResult[])
+        }
+        break
+      }
+      case 'error':
+        this.#log.error({ err: e.message, sequence: e.id }, 'sequence failed in the engine')
+        this.#fail(t.request, new EngineError('engine_failed', `the model failed on this input: ${e.message}`))
+        break
+    }
+  }
+
+  #spawn(): Promise<void> {
+    const init: WorkerInit = {
+      modelDir: this.pkg.dir,
+      device: this.#opts.device,
+      threads: this.#opts.threads,
+      maxBatch: this.#opts.maxBatch,
+      maxBatchTokens: this.#opts.maxBatchTokens,
+    }
+    const worker = new Worker(WORKER_ENTRY, { workerData: init })
+    this.#worker = worker
+    return new Promise<void>((resolve, reject) => {
+      let started = false
+      worker.on('message', (m: WorkerMessage) => {
+        switch (m.type) {
+          case 'ready':
+            started = true
+            this.#info = m.info
+            resolve()
+            break
+          case 'fatal':
+            reject(new Error(m.message))
+            break
+          case 'events':
+            this.numRunning = m.numRunning
+            this.numWaiting = m.numWaiting
+            for (const e of m.events) this.#onEvent(e)
+            break
+        }
+      })
+      worker.on('error', (err) => {
+        this.#log.error({ err }, 'engine worker error')
+        if (!started) reject(err)
+      })
+      worker.on('exit', (code) => {
+        this.#info = null
+        this.#worker = null
+        for (const r of new Set([...this.#tracked.values()].map((t) => t.request))) {
+          this.#fail(r, new EngineError('engine_failed', `the inference worker stopped (exit code ${code})`))
+        }
+        if (!started) {
+          reject(new Error(`the inference worker exited during start-up (code ${code})`))
+          return
+        }
+        if (this.#closing) return
+        // NOTE: a crash after start-up: requests it held have failed above; start a new worker.
+        this.numRestarts++
+        this.#log.error({ code, restarts: this.numRestarts }, 'engine worker exited; restarting it')
+        setTimeout(() => {
+          this.#spawn().catch((err: Error) => this.#log.fatal({ err: err.message }, 'engine worker restart failed'))
+        }, 500).unref()
+      })
+    })
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10
+}

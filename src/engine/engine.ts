@@ -1,0 +1,317 @@
+/**
+ * @module
+ * The continuous-batching engine: a waiting queue, a running batch with its KV cache, and `step()`,
+ * one iteration (TGI and vLLM call it iteration-level scheduling).
+ *
+ * Each step:
+ * 1. Cancelled sequences leave (a waiting one is dropped, a running one frees its row).
+ * 2. `schedule()` picks the running rows to decode and the waiting requests to admit.
+ * 3. Prefill pass over the admitted prompts (left-padded, past length 0). Their first token is
+ *    picked and sent out at once (time to first token does not wait for the decode pass).
+ * 4. Decode pass: one token for every row that was running before this step, the past fed straight
+ *    from the batch KV buffer (see kv-cache.ts). Finished rows leave immediately.
+ * 5. The admitted sequences that did not finish during prefill join the batch (their KV copied in),
+ *    to decode from the next step on.
+ *
+ * Per sequence the rules of docs/model-package.md "Decoding" hold: greedy with bos/eos/pad/sep
+ * masked, the marker ends the reasoning or is forced once the budget is spent, and the logits at
+ * the marker's position score the labels.
+ */
+import { StreamingDetokenizer } from '../model/detokenizer.js'
+import type { Forward } from '../model/session.js'
+import { argmaxMasked, scoreLabels } from './decoding.js'
+import { KvCache } from './kv-cache.js'
+import type { KvShape } from './kv-cache.js'
+import type { SequenceEvent } from './protocol.js'
+import { schedule } from './scheduler.js'
+import type { SchedulerLimits } from './scheduler.js'
+
+/** What the engine needs to know about the model. */
+export interface EngineModel {
+  forward: Forward
+  shape: KvShape
+  vocabSize: number
+  kind: 'qra' | 'qa'
+  specials: { bos: number; eos: number; pad: number; sep: number; marker: number }
+  /** First token id of each label, in label order. */
+  labelFirstIds: readonly number[]
+  maxReasoningTokens: number
+  /** Bytes of every token id, for the detokenizer. */
+  tokenBytes: readonly Uint8Array[]
+}
+
+interface Sequence {
+  id: number
+  promptIds: number[]
+  /** Row in the KV cache while running, -1 otherwise. */
+  row: number
+  /** `reasoning`: the next logits pick a reasoning token or the marker; `label`: they score labels. */
+  phase: 'reasoning' | 'label'
+  /** The token fed at the next decode pass. */
+  nextInput: number
+  reasoningIds: number[]
+  detokenizer: StreamingDetokenizer
+}
+
+/** Counters for logs and docs/engine.md. */
+export interface EngineStats {
+  numSteps: number
+  numPrefillPasses: number
+  numDecodePasses: number
+  numGeneratedTokens: number
+  /** Sum of decode rows over decode passes (mean batch = this / numDecodePasses). */
+  numDecodeRows: number
+  /** Milliseconds spent in forward passes (model time) and in the step outside them. */
+  forwardMs: number
+  stepMs: number
+}
+
+export type EmitEvents = (events: SequenceEvent[]) => void
+
+export class BatchEngine {
+  readonly #model: EngineModel
+  readonly #limits: SchedulerLimits
+  readonly #banned: ReadonlySet<number>
+  readonly #kv: KvCache
+  readonly #waiting: Sequence[] = []
+  /** `#rows[r]` is the sequence in KV row `r`. */
+  readonly #rows: Sequence[] = []
+  readonly #cancelled = new Set<number>()
+  readonly stats: EngineStats = {
+    numSteps: 0,
+    numPrefillPasses: 0,
+    numDecodePasses: 0,
+    numGeneratedTokens: 0,
+    numDecodeRows: 0,
+    forwardMs: 0,
+    stepMs: 0,
+  }
+
+  constructor(model: EngineModel, limits: SchedulerLimits) {
+    this.#model = model
+    this.#limits = limits
+    const { bos, eos, pad, sep } = model.specials
+    this.#banned = new Set([bos, eos, pad, sep])
+    // 16 slots: the measured trade-off between slack (every step attends over up to 15 unused
+    // slots per row) and reallocation (a full copy each time the longest row crosses a multiple).
+    this.#kv = new KvCache(model.shape, { granularity: 16 })
+  }
+
+  get numWaiting(): number {
+    return this.#waiting.length
+  }
+
+  get numRunning(): number {
+    return this.#rows.length
+  }
+
+  hasWork(): boolean {
+    return this.#waiting.length > 0 || this.#rows.length > 0
+  }
+
+  enqueue(id: number, promptIds: number[]): void {
+    this.#waiting.push({
+      id,
+      promptIds,
+      row: -1,
+      phase: this.#model.kind === 'qa' ? 'label' : 'reasoning',
+      nextInput: -1,
+      reasoningIds: [],
+      detokenizer: new StreamingDetokenizer(this.#model.tokenBytes),
+    })
+  }
+
+  /** Marks a sequence for removal at the start of the next step. */
+  cancel(id: number): void {
+    this.#cancelled.add(id)
+  }
+
+  /** Runs one step; `emit` receives events as soon as each pass has produced them. */
+  async step(emit: EmitEvents): Promise<void> {
+    const t0 = performance.now()
+    let forwardMs = 0
+    this.#applyCancellations()
+    const out = schedule(
+      {
+        waiting: this.#waiting.map((s) => ({ id: s.id, numPromptTokens: s.promptIds.length })),
+        running: this.#rows.map((s) => s.id),
+      },
+      this.#limits,
+    )
+    if (out.numScheduledTokens === 0) return
+    this.stats.numSteps++
+    const admitted = this.#waiting.splice(0, out.prefillIds.length)
+
+    // 3. Prefill.
+    let prefill: { present: Awaited<ReturnType<Forward>>; len: number } | null = null
+    if (admitted.length > 0) {
+      const events: SequenceEvent[] = admitted.map((s) => ({ type: 'start', id: s.id }))
+      const t = performance.now()
+      try {
+        const len = Math.max(...admitted.map((s) => s.promptIds.length))
+        const present = await this.#model.forward(this.#prefillInputs(admitted, len))
+        prefill = { present, len }
+        this.stats.numPrefillPasses++
+      } catch (e) {
+        for (const s of admitted) events.push({ type: 'error', id: s.id, message: `prefill failed: ${errorLine(e)}` })
+      }
+      forwardMs += performance.now() - t
+      if (prefill) {
+        const V = this.#model.vocabSize
+        admitted.forEach((s, i) => {
+          const finished = this.#advance(s, prefill!.present.logits, (i * prefill!.len + prefill!.len - 1) * V, events)
+          if (finished) s.row = -2
+        })
+      }
+      emit(events)
+    }
+
+    // 4. Decode the rows that were running before this step.
+    if (this.#rows.length > 0) {
+      const events: SequenceEvent[] = []
+      const t = performance.now()
+      const finishedRows: number[] = []
+      try {
+        const kv = this.#kv
+        kv.reserve(kv.numRows, Math.max(...kv.lengths) + 1)
+        const o = await this.#model.forward(this.#decodeInputs())
+        forwardMs += performance.now() - t
+        kv.appendStep({ keys: o.presentKeys, values: o.presentValues, len: kv.capacity + 1 })
+        const V = this.#model.vocabSize
+        for (let r = 0; r < this.#rows.length; r++) {
+          if (this.#advance(this.#rows[r]!, o.logits, r * V, events)) finishedRows.push(r)
+        }
+        this.stats.numDecodePasses++
+        this.stats.numDecodeRows += this.#rows.length
+      } catch (e) {
+        forwardMs += performance.now() - t
+        for (let r = 0; r < this.#rows.length; r++) {
+          events.push({ type: 'error', id: this.#rows[r]!.id, message: `decode failed: ${errorLine(e)}` })
+          finishedRows.push(r)
+        }
+      }
+      for (const r of finishedRows.reverse()) this.#removeRow(r)
+      emit(events)
+    }
+
+    // 5. Admitted sequences still generating join the batch.
+    if (prefill) {
+      const joining = admitted.map((s, i) => [s, i] as const).filter(([s]) => s.row === -1)
+      if (joining.length > 0) {
+        const kv = this.#kv
+        const longest = Math.max(...kv.lengths, ...joining.map(([s]) => s.promptIds.length))
+        kv.reserve(kv.numRows + joining.length, longest + 1)
+        const present = { keys: prefill.present.presentKeys, values: prefill.present.presentValues, len: prefill.len }
+        for (const [s, i] of joining) {
+          s.row = kv.addRow(present, i, s.promptIds.length)
+          this.#rows.push(s)
+        }
+      }
+    }
+    this.stats.forwardMs += forwardMs
+    this.stats.stepMs += performance.now() - t0 - forwardMs
+  }
+
+  /** Applies the logits of one row to its sequence; returns true when the sequence finished. */
+  #advance(s: Sequence, logits: Float32Array, offset: number, events: SequenceEvent[]): boolean {
+    if (this.#cancelled.has(s.id)) return false
+    const { marker } = this.#model.specials
+    if (s.phase === 'label') {
+      const { index, scores } = scoreLabels(logits, offset, this.#model.labelFirstIds)
+      events.push({ type: 'label', id: s.id, index, scores })
+      events.push({
+        type: 'done',
+        id: s.id,
+        reasoning: s.detokenizer.text,
+        usage: { input_tokens: s.promptIds.length, reasoning_tokens: s.reasoningIds.length },
+      })
+      return true
+    }
+    // Reasoning: the marker is forced once the budget is spent, otherwise greedy.
+    const token =
+      s.reasoningIds.length >= this.#model.maxReasoningTokens
+        ? marker
+        : argmaxMasked(logits, offset, this.#model.vocabSize, this.#banned)
+    let delta: string
+    if (token === marker) {
+      delta = s.detokenizer.finish()
+      s.phase = 'label'
+    } else {
+      s.reasoningIds.push(token)
+      this.stats.numGeneratedTokens++
+      delta = s.detokenizer.push(token)
+    }
+    if (delta) events.push({ type: 'token', id: s.id, delta })
+    s.nextInput = token
+    return false
+  }
+
+  #applyCancellations(): void {
+    if (this.#cancelled.size === 0) return
+    for (let i = this.#waiting.length - 1; i >= 0; i--) {
+      if (this.#cancelled.has(this.#waiting[i]!.id)) this.#waiting.splice(i, 1)
+    }
+    const rows = this.#rows
+      .filter((s) => this.#cancelled.has(s.id))
+      .map((s) => s.row)
+      .sort((a, b) => b - a)
+    for (const r of rows) this.#removeRow(r)
+    this.#cancelled.clear()
+  }
+
+  /** Frees row `r`; the last row moves into it (rows must be removed in descending order). */
+  #removeRow(r: number): void {
+    const moved = this.#kv.removeRow(r)
+    const s = this.#rows[r]!
+    s.row = -2
+    if (moved !== r) {
+      this.#rows[r] = this.#rows[moved]!
+      this.#rows[r]!.row = r
+    }
+    this.#rows.pop()
+  }
+
+  #prefillInputs(seqs: Sequence[], len: number) {
+    const n = seqs.length
+    const inputIds = new BigInt64Array(n * len).fill(BigInt(this.#model.specials.pad))
+    const attentionMask = new BigInt64Array(n * len)
+    // Padded positions get position 0, real ones count from 0 (as training/ decode.py does).
+    const positionIds = new BigInt64Array(n * len)
+    seqs.forEach((s, i) => {
+      const pad = len - s.promptIds.length
+      s.promptIds.forEach((id, j) => {
+        inputIds[i * len + pad + j] = BigInt(id)
+        attentionMask[i * len + pad + j] = 1n
+        positionIds[i * len + pad + j] = BigInt(j)
+      })
+    })
+    const empty = Array.from({ length: this.#model.shape.numLayers }, () => new Float32Array(0))
+    return { batch: n, seq: len, pastLen: 0, inputIds, attentionMask, positionIds, pastKeys: empty, pastValues: empty }
+  }
+
+  #decodeInputs() {
+    const kv = this.#kv
+    const B = kv.numRows
+    const inputIds = new BigInt64Array(B)
+    const positionIds = new BigInt64Array(B)
+    for (let r = 0; r < B; r++) {
+      inputIds[r] = BigInt(this.#rows[r]!.nextInput)
+      positionIds[r] = BigInt(kv.lengths[r]!)
+    }
+    const layers = Array.from({ length: this.#model.shape.numLayers }, (_, l) => l)
+    return {
+      batch: B,
+      seq: 1,
+      pastLen: kv.capacity,
+      inputIds,
+      attentionMask: kv.decodeMask(),
+      positionIds,
+      pastKeys: layers.map((l) => kv.past(l, 'key')),
+      pastValues: layers.map((l) => kv.past(l, 'value')),
+    }
+  }
+}
+
+function errorLine(e: unknown): string {
+  return String(e instanceof Error ? e.message : e).split('\n')[0]!
+}

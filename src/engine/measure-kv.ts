@@ -1,0 +1,130 @@
+/**
+ * Measures what keeping KV caches across decode steps costs, next to the model itself
+ * (docs/engine.md records the numbers). Usage:
+ *
+ *   npx tsx src/engine/measure-kv.ts [model dir] [threads]
+ *
+ * For a batch of B rows with P cached positions each, one decode step is timed three ways:
+ * - `forward`: the forward pass alone, inputs prepared in advance (the floor);
+ * - `concat`: per-sequence caches (`[1, H, len, D]` each) copied into batch tensors before the
+ *   pass and the present split back into per-sequence caches after it;
+ * - `slots`: the batch buffer of kv-cache.ts fed as is, capacity rounded up to 16 slots, only the
+ *   new position copied back (what the engine does).
+ * The three alternate round by round so that a busy machine slows all of them alike.
+ */
+import { loadPackage } from '../model/package.js'
+import type { ForwardInputs } from '../model/session.js'
+import { KvCache } from './kv-cache.js'
+import { createEngineModel } from './model-runtime.js'
+
+const dir = process.argv[2] ?? 'models/emotion-qra-tiny'
+const threads = Number(process.argv[3] ?? 2)
+const pkg = await loadPackage(dir, { verify: false })
+const { model } = await createEngineModel(pkg, 'cpu', threads)
+const { numLayers: L, numKvHeads: H, headDim: D } = model.shape
+
+function rand(n: number): Float32Array {
+  const a = new Float32Array(n)
+  for (let i = 0; i < n; i++) a[i] = Math.sin(i * 12.9898) * 0.5
+  return a
+}
+
+function decodeInputs(B: number, P: number, keys: Float32Array[], values: Float32Array[], mask?: BigInt64Array): ForwardInputs {
+  return {
+    batch: B,
+    seq: 1,
+    pastLen: P,
+    inputIds: new BigInt64Array(B).fill(100n),
+    attentionMask: mask ?? new BigInt64Array(B * (P + 1)).fill(1n),
+    positionIds: new BigInt64Array(B).fill(BigInt(P)),
+    pastKeys: keys,
+    pastValues: values,
+  }
+}
+
+async function measure(B: number, P: number, rounds: number) {
+  // Per-sequence caches for `concat`.
+  const perSeq = Array.from({ length: B }, () => ({
+    keys: Array.from({ length: L }, () => rand(H * P * D)),
+    values: Array.from({ length: L }, () => rand(H * P * D)),
+  }))
+  const fixedKeys = Array.from({ length: L }, () => rand(B * H * P * D))
+  const fixedValues = Array.from({ length: L }, () => rand(B * H * P * D))
+  // The slot buffer, filled with B rows of P positions.
+  const kv = new KvCache(model.shape, { granularity: 16 })
+  kv.reserve(B, P + 1)
+  const one = { keys: Array.from({ length: L }, () => rand(H * P * D)), values: Array.from({ length: L }, () => rand(H * P * D)), len: P }
+  for (let b = 0; b < B; b++) kv.addRow(one, 0, P)
+
+  const t = { forward: 0, concat: 0, concatCopy: 0, slots: 0, slotsCopy: 0 }
+  for (let round = 0; round < rounds + 2; round++) {
+    const warm = round < 2
+    // forward alone
+    let s = performance.now()
+    await model.forward(decodeInputs(B, P, fixedKeys, fixedValues))
+    if (!warm) t.forward += performance.now() - s
+
+    // concat: assemble, run, split
+    s = performance.now()
+    const keys: Float32Array[] = []
+    const values: Float32Array[] = []
+    for (let l = 0; l < L; l++) {
+      const k = new Float32Array(B * H * P * D)
+      const v = new Float32Array(B * H * P * D)
+      for (let b = 0; b < B; b++) {
+        k.set(perSeq[b]!.keys[l]!, b * H * P * D)
+        v.set(perSeq[b]!.values[l]!, b * H * P * D)
+      }
+      keys.push(k)
+      values.push(v)
+    }
+    let c = performance.now() - s
+    const o = await model.forward(decodeInputs(B, P, keys, values))
+    const s2 = performance.now()
+    const split = Array.from({ length: B }, (_, b) => ({
+      keys: o.presentKeys.map((a) => a.slice(b * H * (P + 1) * D, (b + 1) * H * (P + 1) * D)),
+      values: o.presentValues.map((a) => a.slice(b * H * (P + 1) * D, (b + 1) * H * (P + 1) * D)),
+    }))
+    c += performance.now() - s2
+    if (split.length !== B) throw new Error('unreachable')
+    if (!warm) {
+      t.concat += performance.now() - s
+      t.concatCopy += c
+    }
+
+    // slots: feed the buffer, copy the new position back, then undo the append (same P each round)
+    s = performance.now()
+    const mask = kv.decodeMask()
+    const layers = Array.from({ length: L }, (_, l) => l)
+    let sc = performance.now() - s
+    const o2 = await model.forward(
+      decodeInputs(B, kv.capacity, layers.map((l) => kv.past(l, 'key')), layers.map((l) => kv.past(l, 'value')), mask),
+    )
+    const s3 = performance.now()
+    kv.appendStep({ keys: o2.presentKeys, values: o2.presentValues, len: kv.capacity + 1 })
+    sc += performance.now() - s3
+    for (let r = 0; r < B; r++) kv.lengths[r]!--
+    if (!warm) {
+      t.slots += performance.now() - s
+      t.slotsCopy += sc
+    }
+  }
+  const f = (x: number) => (x / rounds).toFixed(2).padStart(7)
+  console.log(
+    `| ${String(B).padStart(3)} | ${String(P).padStart(3)} | ${f(t.forward)} | ${f(t.concat)} (${f(t.concatCopy)} copying) | ${f(t.slots)} (${f(t.slotsCopy)} copying, capacity ${kv.capacity}) |`,
+  )
+}
+
+console.log(`model ${pkg.manifest.id}, ${threads} threads; milliseconds per decode step, mean of the rounds`)
+console.log('|   B |   P | forward | concat | slots |')
+console.log('|---|---|---|---|---|')
+for (const [B, P] of [
+  [1, 40],
+  [8, 40],
+  [32, 40],
+  [64, 40],
+  [32, 100],
+  [64, 100],
+] as const) {
+  await measure(B, P, B >= 32 ? 10 : 30)
+}

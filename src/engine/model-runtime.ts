@@ -1,0 +1,31 @@
+/**
+ * @module
+ * Builds an `EngineModel` from a loaded package and a session (used by the worker, the
+ * measurement script and tests that drive the engine without a worker).
+ */
+import type { ModelPackage } from '../model/package.js'
+import { createSession, makeForward } from '../model/session.js'
+import type { CreatedSession } from '../model/session.js'
+import type { Device } from '../config.js'
+import type { EngineModel } from './engine.js'
+
+export async function createEngineModel(
+  pkg: ModelPackage,
+  device: Device,
+  threads: number,
+): Promise<{ model: EngineModel; session: CreatedSession }> {
+  const m = pkg.manifest
+  const created = await createSession(`${pkg.dir}/${m.onnx.file}`, device, threads)
+  const shape = { numLayers: m.onnx.num_layers, numKvHeads: m.onnx.num_kv_heads, headDim: m.onnx.head_dim }
+  const model: EngineModel = {
+    forward: makeForward(created.session, shape),
+    shape,
+    vocabSize: m.onnx.vocab_size,
+    kind: m.kind,
+    specials: m.special_tokens,
+    labelFirstIds: m.label_token_ids.map((ids) => ids[0]!),
+    maxReasoningTokens: m.limits.max_reasoning_tokens,
+    tokenBytes: pkg.tokenizer.tokenBytes,
+  }
+  return { model, session: created }
+}

@@ -1,0 +1,23 @@
+/**
+ * @module
+ * openapi.yaml from the routes' own schemas. `npm run openapi` writes it to the repository root;
+ * a test fails when the committed file differs from what this produces.
+ */
+import { stringify } from 'yaml'
+import type { App } from './app.js'
+
+export function openapiDocument(app: App) {
+  return app.getOpenAPI31Document({
+    openapi: '3.1.0',
+    info: {
+      title: 'because',
+      version: '0.1.0',
+      description:
+        'Classifies English text into one of six emotions (sadness, joy, love, anger, fear, surprise) with a small generative model that first writes a short reasoning, then the label. Errors are `{"error": {"code", "message"}}`.',
+    },
+  })
+}
+
+export function openapiYaml(app: App): string {
+  return stringify(openapiDocument(app), { lineWidth: 0 })
+}

@@ -1,0 +1,37 @@
+/**
+ * @module
+ * What the HTTP layer needs from the rest of the service. Tests build these from fakes; main.ts
+ * builds them from model packages and engine workers.
+ */
+import type { Config } from '../config.js'
+import type { SequenceResult, SubmitOptions } from '../engine/client.js'
+import type { PromptEncoder } from '../model/tokenizer.js'
+
+/** The engine side of a model: `EngineClient`, or a fake in tests. */
+export interface ModelEngine {
+  readonly ready: boolean
+  /** Throws an `EngineError` at once when the request cannot be admitted. */
+  submit(prompts: number[][], opts: SubmitOptions): Promise<SequenceResult[]>
+}
+
+export interface ServedModel {
+  id: string
+  kind: 'qra' | 'qa'
+  labels: readonly string[]
+  normalize: string
+  maxInputTokens: number
+  encoder: PromptEncoder
+  engine: ModelEngine
+}
+
+export type ServiceLimits = Pick<Config, 'maxTexts' | 'maxTextChars' | 'maxBodyBytes' | 'timeoutMs'>
+
+export interface Service {
+  /** Served models; the first is the default. */
+  models: readonly ServedModel[]
+  limits: ServiceLimits
+  /** What /readyz reports about the runtime. */
+  runtime: { device: Config['device']; provider: 'cpu' | 'cuda'; threads: number }
+  /** The chat page served at `/` (src/page/index.html); absent: 404. */
+  pagePath?: string
+}

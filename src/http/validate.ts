@@ -1,0 +1,87 @@
+/**
+ * @module
+ * Request validation after the schema: model, text count, text length in characters and in tokens,
+ * empty-after-normalisation, deadline. It returns a `Valid*` value holding the encoded prompts,
+ * which the engine never re-checks. Each failure names the field, the limit and the value given.
+ */
+import type { EncodedPrompt } from '../model/tokenizer.js'
+import type { ServedModel, ServiceLimits } from './service.js'
+import { ApiError } from './errors.js'
+
+export interface ValidRequest {
+  model: ServedModel
+  prompts: EncodedPrompt[]
+  /** `text` (one result) rather than `texts`. */
+  single: boolean
+  /** `performance.now()` deadline. */
+  deadline: number
+}
+
+export function resolveModel(models: readonly ServedModel[], id: string | undefined): ServedModel {
+  if (id === undefined) return models[0]!
+  const model = models.find((m) => m.id === id)
+  if (!model) {
+    throw new ApiError('unknown_model', `model: unknown model ${JSON.stringify(id)}; available: ${models.map((m) => m.id).join(', ')}`)
+  }
+  return model
+}
+
+export function resolveDeadline(limits: ServiceLimits, timeoutMs: number | undefined): number {
+  if (timeoutMs !== undefined && timeoutMs > limits.timeoutMs) {
+    throw new ApiError('invalid_request', `timeout_ms: must be at most ${limits.timeoutMs} (the server maximum), got ${timeoutMs}`)
+  }
+  return performance.now() + (timeoutMs ?? limits.timeoutMs)
+}
+
+/** Checks and encodes one text; `field` names it in messages (`text`, `texts[3]`). */
+export function encodeText(model: ServedModel, limits: ServiceLimits, text: string, field: string): EncodedPrompt {
+  // Cheap bound first (UTF-16 units >= code points), exact count only when it may matter.
+  if (text.length > limits.maxTextChars) {
+    const numChars = [...text].length
+    if (numChars > limits.maxTextChars) {
+      throw new ApiError('text_too_long', `${field}: at most ${limits.maxTextChars} characters, got ${numChars}`)
+    }
+  }
+  const prompt = model.encoder.encode(text)
+  if (prompt.normalized.trim() === '' || prompt.numTextTokens === 0) {
+    throw new ApiError(
+      'text_empty',
+      `${field}: nothing left to classify after normalisation (${model.normalize}: letters and digits only); send some words`,
+    )
+  }
+  if (prompt.numTextTokens > model.maxInputTokens) {
+    throw new ApiError('text_too_long', `${field}: at most ${model.maxInputTokens} tokens for model ${model.id}, got ${prompt.numTextTokens}`)
+  }
+  return prompt
+}
+
+export function validateClassify(
+  models: readonly ServedModel[],
+  limits: ServiceLimits,
+  body: { text?: string | undefined; texts?: string[] | undefined; model?: string | undefined; timeout_ms?: number | undefined },
+): ValidRequest {
+  const model = resolveModel(models, body.model)
+  if ((body.text === undefined) === (body.texts === undefined)) {
+    throw new ApiError('invalid_request', 'body: exactly one of text (a string) and texts (an array of strings) is required')
+  }
+  const deadline = resolveDeadline(limits, body.timeout_ms)
+  if (body.text !== undefined) {
+    return { model, prompts: [encodeText(model, limits, body.text, 'text')], single: true, deadline }
+  }
+  const texts = body.texts!
+  if (texts.length === 0) throw new ApiError('invalid_request', 'texts: at least one text is required')
+  if (texts.length > limits.maxTexts) {
+    throw new ApiError('too_many_texts', `texts: at most ${limits.maxTexts} texts per request, got ${texts.length}`)
+  }
+  return { model, prompts: texts.map((t, i) => encodeText(model, limits, t, `texts[${i}]`)), single: false, deadline }
+}
+
+export function validateExplain(
+  models: readonly ServedModel[],
+  limits: ServiceLimits,
+  body: { text: string; model?: string | undefined; timeout_ms?: number | undefined },
+): ValidRequest {
+  const model = resolveModel(models, body.model)
+  const deadline = resolveDeadline(limits, body.timeout_ms)
+  return { model, prompts: [encodeText(model, limits, body.text, 'text')], single: true, deadline }
+}

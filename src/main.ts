@@ -1,0 +1,48 @@
+/**
+ * Entry point: `npm start` (tsx src/main.ts [flags]). Parses the configuration, starts the service,
+ * and stops it on SIGTERM/SIGINT. A bad flag or a model that cannot be served prints one line to
+ * stderr and exits 1.
+ */
+import { ConfigError, parseConfig, usage } from './config.js'
+import { createLogger } from './obs/logger.js'
+import { StartupError, startService } from './server.js'
+
+const argv = process.argv.slice(2)
+if (argv.includes('--help') || argv.includes('-h')) {
+  console.log(usage())
+  process.exit(0)
+}
+
+let config
+try {
+  config = parseConfig(argv, process.env, Boolean(process.stdout.isTTY))
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e
+  console.error(`because: ${e.message}`)
+  process.exit(1)
+}
+
+const logger = createLogger(config)
+try {
+  const running = await startService(config, logger)
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'shutting down')
+    running.close().then(
+      () => process.exit(0),
+      (err: Error) => {
+        logger.error({ err: err.message }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+} catch (e) {
+  if (!(e instanceof StartupError)) throw e
+  console.error(`because: ${e.message}`)
+  logger.flush?.()
+  process.exit(1)
+}
