@@ -248,6 +248,7 @@ async function main(): Promise<number> {
     await warmup(baseUrl, scenario, texts, apiKey)
     process.stderr.write(`loadtest: running ${name} for ${scenario.duration_s} s (${scenario.parts.map(describePart).join('; ')})\n`)
     const run = await drive({ baseUrl, scenario, texts, apiKey, onTick: values.quiet ? undefined : progress })
+    target.metrics_after = await scrapeMetrics(baseUrl, apiKey)
     if (server) {
       sampler?.sample()
       exit = await server.stop()
@@ -266,6 +267,23 @@ async function main(): Promise<number> {
   } finally {
     sampler?.stop()
     if (server?.running) await server.stop(10_000)
+  }
+}
+
+/**
+ * The server's own counters after the load (rejections by reason, cancellations, worker
+ * restarts...): the sample lines of GET /metrics, comments dropped, at most 2,000 lines;
+ * undefined when the route is missing.
+ */
+async function scrapeMetrics(baseUrl: string, apiKey?: string): Promise<string[] | undefined> {
+  try {
+    const headers: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {}
+    const res = await fetch(`${baseUrl}/metrics`, { headers, signal: AbortSignal.timeout(5000) })
+    const text = await res.text()
+    if (res.status !== 200) return undefined
+    return text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).slice(0, 2000)
+  } catch {
+    return undefined
   }
 }
 

@@ -171,6 +171,8 @@ export interface ResultDoc {
   target: Record<string, unknown>
   started_at: string
   load_s: number
+  /** After the last arrival, until the last request settled or was abandoned. */
+  drain_s: number
   total_s: number
   counts: Counts
   throughput: { sent_rps: number; ok_rps: number; texts_ok_per_s: number }
@@ -221,6 +223,7 @@ export function buildResult(
     target,
     started_at: run.started_at,
     load_s: round1(loadS),
+    drain_s: round1(Math.max(0, run.end_ms - run.arrivals_end_ms) / 1000),
     total_s: round1(run.end_ms / 1000),
     counts,
     throughput: {
@@ -258,7 +261,7 @@ function row(name: string, s: Summary): string {
 export function formatResult(r: ResultDoc): string {
   const c = r.counts
   const lines: string[] = []
-  lines.push(`because loadtest: ${r.scenario.name}, ${r.load_s} s of load (+${round1(r.total_s - r.load_s)} s drain) against ${String(r.target.base_url)}`)
+  lines.push(`because loadtest: ${r.scenario.name}, ${r.load_s} s of load (+${r.drain_s} s drain) against ${String(r.target.base_url)}`)
   lines.push(`  ${r.scenario.description}`)
   lines.push(
     `  sent ${c.sent} (${r.throughput.sent_rps}/s)  ok ${c.ok}  rejected ${c.rejected}  failed ${c.failed}  unfinished ${c.unfinished}  dropped by client ${c.dropped}`,
