@@ -103,7 +103,7 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       expect(answer.widths.every((w) => /^\d+(\.\d+)?%$/.test(w))).toBe(true)
 
       // Highlights: every phrase the reasoning quotes that occurs in the text is marked in it.
-      const quoted = core.quotedPhrases(answer.reasoning).map((p) => core.normalize(p))
+      const quoted = core.quotedPhrases(answer.reasoning).map((p) => core.normalize(p)).filter((p) => p !== '')
       const inText = quoted.filter((p) => ` ${core.normalize(text)} `.includes(` ${p} `))
       expect(inText.length, `quoted: ${JSON.stringify(quoted)}`).toBeGreaterThan(0)
       const marks = (await page.locator('.user mark').allTextContents()).map((m) => core.normalize(m))
@@ -175,8 +175,8 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       await send(page, '😊😊😊 !!!')
       const notice = page.locator('.answer .notice[role="alert"]')
       await notice.waitFor({ timeout: 15_000 })
-      const message = (await notice.textContent())!
-      expect(message).toMatch(/^The service could not take this text: \S/)
+      expect(await notice.locator('p').first().textContent()).toBe('The service could not take this text (HTTP 422).')
+      expect(await notice.locator('.notice-detail').textContent()).toMatch(/^text: .+\.$/)
       expect(await notice.getByRole('button', { name: 'Retry' }).count()).toBe(0)
       await notice.getByRole('button', { name: 'Edit text' }).click()
       expect(await page.locator('#input').inputValue()).toBe('😊😊😊 !!!')
@@ -234,8 +234,10 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       busy = false
       await Promise.all(load)
       expect(got429).toBe(true)
-      const message = (await notice.textContent())!
-      expect(message).toMatch(/^The service is busy right now: .+ Try again in (about \d+ seconds?|a moment)\./)
+      expect(await notice.locator('p').first().textContent()).toMatch(
+        /^The service is busy right now\. Try again in (about \d+ seconds?|a moment)\.$/,
+      )
+      expect(await notice.locator('.notice-detail').textContent()).toMatch(/\S/)
       await screenshot(page, 'real-429')
 
       await notice.getByRole('button', { name: 'Retry' }).click()
@@ -328,7 +330,8 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
     await send(page, 'what a day')
     const notice = page.locator('.answer .notice[role="alert"]')
     await notice.waitFor()
-    expect(await notice.textContent()).toContain('The service failed to answer (HTTP 500): the worker crashed.')
+    expect(await notice.textContent()).toContain('The service failed to answer (HTTP 500).')
+    expect(await notice.locator('.notice-detail').textContent()).toBe('the worker crashed.')
     await screenshot(page, 'fake-500')
     await notice.getByRole('button', { name: 'Retry' }).click()
     await page.locator('.answer[data-state="done"] .label').waitFor()
@@ -341,7 +344,8 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
     await send(page, 'so tired')
     const notice = page.locator('.answer .notice[role="alert"]')
     await notice.waitFor()
-    expect(await notice.textContent()).toContain('The model stopped with an error: deadline passed.')
+    expect(await notice.textContent()).toContain('The model stopped with an error.')
+    expect(await notice.locator('.notice-detail').textContent()).toBe('deadline passed.')
     expect(await page.locator('.answer').getAttribute('data-state')).toBe('failed')
     expect(await notice.getByRole('button', { name: 'Retry' }).count()).toBe(1)
     await page.close()
