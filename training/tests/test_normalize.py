@@ -1,9 +1,10 @@
 import json
 
 import pytest
-from conftest import REPO_ROOT
 
 from because_train.normalize import lower_alnum_v1, normalize
+
+from conftest import REPO_ROOT
 
 CASES = json.loads((REPO_ROOT / "tests" / "fixtures" / "normalize.json").read_text())["cases"]
 

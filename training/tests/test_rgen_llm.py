@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import SHARED_DATA
 
 from because_train.config import LlmConfig
 from because_train.rgen import RgenItem
 from because_train.rgen.llm import LlmReasoningGenerator, emotion_question
 from because_train.rgen.triples import Triple
+
+from conftest import SHARED_DATA
 
 COSE = SHARED_DATA / "reasoning" / "cose_train.jsonl"
 pytestmark = pytest.mark.skipif(not COSE.is_file(), reason="shared CoS-E data not present")

@@ -6,10 +6,11 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
 
 from because_train.data import DataError
 from because_train.rgen.triples import Triple, column_map, load_triples, resolve_source
+
+from conftest import SHARED_DATA
 
 GOOD = {
     "question": "Where do you keep milk?\nChoices: A) fridge, B) oven",
