@@ -28,13 +28,16 @@ if (noBrowser) console.warn(`browser tests skipped: ${noBrowser}`)
 else if (noService) console.warn(`real-service browser tests skipped: ${noService}`)
 const skipped = (reason: string | null) => (reason ? ` (SKIPPED: ${reason})` : '')
 
+// One browser per suite, closed before its server stops: Chromium keeps idle (and preconnected)
+// sockets open, which would hold the service's graceful shutdown open.
 let browser: LaunchedBrowser | undefined
-beforeAll(async () => {
-  if (found.path !== null) browser = await launchChromium(found.path)
-}, 60_000)
-afterAll(async () => {
+async function openBrowser(): Promise<void> {
+  browser = await launchChromium(found.path!)
+}
+async function closeBrowser(): Promise<void> {
   await browser?.close()
-})
+  browser = undefined
+}
 
 /** Sends two texts in one go, so the second is certainly sent while the first streams. */
 async function sendTwoAtOnce(page: Page, first: string, second: string): Promise<void> {
@@ -72,9 +75,15 @@ describe.skipIf(noBrowser !== null || noService !== null)(
     let service: RealService
 
     beforeAll(async () => {
-      service = await startRealService()
+      // One batch row and no waiting room, so the 429 test below can fill it. The page itself
+      // sends one request at a time, so the other tests never notice.
+      ;[service] = await Promise.all([
+        startRealService(['--max-batch', '1', '--max-queue', '0', '--threads', '1']),
+        openBrowser(),
+      ])
     }, 120_000)
     afterAll(async () => {
+      await closeBrowser()
       await service?.stop()
     })
 
@@ -195,19 +204,6 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       await screenshot(page, 'real-phone')
       await page.close()
     })
-  },
-)
-
-describe.skipIf(noBrowser !== null || noService !== null)(
-  `chat page against the real service with a one-row queue${skipped(noBrowser ?? noService)}`,
-  () => {
-    let service: RealService
-    beforeAll(async () => {
-      service = await startRealService(['--max-batch', '1', '--max-queue', '0', '--threads', '1'])
-    }, 120_000)
-    afterAll(async () => {
-      await service?.stop()
-    })
 
     it('shows a 429 with its Retry-After and retries once the service has room', async () => {
       const { page } = await openChat(browser!.context, service.url)
@@ -257,6 +253,7 @@ describe.skipIf(noBrowser !== null || noService !== null)(
     let service: RealService
     let enforced = false
     beforeAll(async () => {
+      await openBrowser()
       service = await startRealService([], { API_KEYS: KEY })
       const res = await fetch(new URL('explain', service.url), {
         method: 'POST',
@@ -266,6 +263,7 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       enforced = res.status === 401
     }, 120_000)
     afterAll(async () => {
+      await closeBrowser()
       await service?.stop()
     })
 
@@ -300,9 +298,10 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
   let fake: FakeService
 
   beforeAll(async () => {
-    fake = await startFakeService()
-  })
+    ;[fake] = await Promise.all([startFakeService(), openBrowser()])
+  }, 60_000)
   afterAll(async () => {
+    await closeBrowser()
     await fake?.close()
   })
 
