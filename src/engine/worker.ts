@@ -54,12 +54,19 @@ async function main(): Promise<void> {
     wake?.()
   })
 
+  // Counts go out with every batch of events, and on their own when they changed without events
+  // (a cancellation), so the HTTP thread's view of the batch is never stale.
+  let lastCounts = ''
   const emit = (events: SequenceEvent[]) => {
-    if (events.length > 0) post({ type: 'events', events, numRunning: engine.numRunning, numWaiting: engine.numWaiting })
+    const counts = `${engine.numRunning}/${engine.numWaiting}`
+    if (events.length === 0 && counts === lastCounts) return
+    lastCounts = counts
+    post({ type: 'events', events, numRunning: engine.numRunning, numWaiting: engine.numWaiting })
   }
   while (!shuttingDown) {
     if (engine.hasWork()) {
       await engine.step(emit)
+      emit([])
       // Let queued commands (new requests, cancellations) in before the next step.
       await new Promise<void>((resolve) => setImmediate(resolve))
     } else {

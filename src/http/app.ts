@@ -12,6 +12,7 @@ import type { SSEStreamingApi } from 'hono/streaming'
 import { streamSSE } from 'hono/streaming'
 import type { Logger } from 'pino'
 import type { SequenceResult } from '../engine/client.js'
+import type { EncodedPrompt } from '../model/tokenizer.js'
 import { ApiError, errorResponse, toApiError } from './errors.js'
 import { requestLog } from './middleware/request-log.js'
 import {
@@ -111,12 +112,13 @@ function scoresObject(labels: readonly string[], scores: number[]): Record<strin
   return Object.fromEntries(labels.map((l, k) => [l, scores[k]!]))
 }
 
-function resultBody(model: ServedModel, r: SequenceResult) {
+/** One result; `input_tokens` counts the text's tokens (what max_input_tokens limits), as evaluate does. */
+function resultBody(model: ServedModel, prompt: EncodedPrompt, r: SequenceResult) {
   return {
     label: model.labels[r.labelIndex]! as z.infer<typeof ClassifySingleResponse>['label'],
     scores: scoresObject(model.labels, r.scores) as z.infer<typeof ClassifySingleResponse>['scores'],
     reasoning: r.reasoning,
-    usage: r.usage,
+    usage: { input_tokens: prompt.numTextTokens, reasoning_tokens: r.usage.reasoning_tokens },
   }
 }
 
@@ -159,8 +161,8 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
     const valid = validateClassify(service.models, service.limits, c.req.valid('json'))
     const results = await submit(valid, c)
     const model = valid.model
-    if (valid.single) return c.json({ model: model.id, ...resultBody(model, results[0]!) }, 200)
-    return c.json({ model: model.id, results: results.map((r) => resultBody(model, r)) }, 200)
+    if (valid.single) return c.json({ model: model.id, ...resultBody(model, valid.prompts[0]!, results[0]!) }, 200)
+    return c.json({ model: model.id, results: results.map((r, i) => resultBody(model, valid.prompts[i]!, r)) }, 200)
   })
 
   app.openapi(explainRoute, async (c) => {
@@ -168,7 +170,7 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
     const model = valid.model
     if (!(c.req.header('accept') ?? '').includes('text/event-stream')) {
       const [r] = await submit(valid, c)
-      return c.json({ model: model.id, ...resultBody(model, r!), timings: r!.timings }, 200)
+      return c.json({ model: model.id, ...resultBody(model, valid.prompts[0]!, r!), timings: r!.timings }, 200)
     }
 
     // Admission happens in submit() before the stream opens: a full queue is still a 429.
@@ -189,9 +191,9 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
       for (const [event, data] of buffered.splice(0)) send(event, data)
       try {
         const [r] = await pending
-        const body = resultBody(model, r!)
+        const body = resultBody(model, valid.prompts[0]!, r!)
         send('label', { label: body.label, scores: body.scores })
-        send('done', { model: model.id, reasoning: r!.reasoning, usage: r!.usage, timings: r!.timings })
+        send('done', { model: model.id, reasoning: body.reasoning, usage: body.usage, timings: r!.timings })
       } catch (e) {
         const err = toApiError(e)
         if (err.code !== 'client_closed_request') logger.warn({ req_id: c.get('requestId'), code: err.code }, 'stream failed')
@@ -249,6 +251,9 @@ function formatIssue(issue: z.core.$ZodIssue | undefined, allowed: string[]): st
   )
   if (issue.code === 'unrecognized_keys') {
     return `${path || 'body'}: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; allowed: ${allowed.join(', ')}`
+  }
+  if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) {
+    return `${path}: required (expected ${issue.expected})`
   }
   const message = issue.message.replace(/^Invalid input: /, '')
   return `${path || 'body'}: ${message}`

@@ -19,7 +19,7 @@ export const Scores = z
 
 export const Usage = z
   .object({
-    input_tokens: z.number().int().openapi({ description: 'Prompt tokens the model read (template included).' }),
+    input_tokens: z.number().int().openapi({ description: "Tokens of the text after normalisation: what the model limit max_input_tokens counts (the prompt template's own tokens are not counted)." }),
     reasoning_tokens: z.number().int().openapi({ description: 'Reasoning tokens generated (the marker excluded).' }),
   })
   .openapi('Usage')

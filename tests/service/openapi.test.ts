@@ -1,0 +1,29 @@
+import { readFileSync } from 'node:fs'
+import { pino } from 'pino'
+import { parse } from 'yaml'
+import { describe, expect, it } from 'vitest'
+import { parseConfig } from '../../src/config.js'
+import { createApp } from '../../src/http/app.js'
+import { ERROR_STATUS } from '../../src/http/errors.js'
+import { openapiYaml } from '../../src/http/openapi.js'
+
+describe('openapi.yaml', () => {
+  const config = parseConfig([], {})
+  const app = createApp({
+    service: { models: [], limits: config, runtime: { device: config.device, provider: 'cpu', threads: 1 } },
+    logger: pino({ level: 'silent' }),
+  })
+  const generated = openapiYaml(app)
+
+  it('is what the code generates (run `npm run openapi` after changing a route or schema)', () => {
+    expect(readFileSync('openapi.yaml', 'utf8')).toBe(generated)
+  })
+
+  it('describes every route and every error code', () => {
+    const doc = parse(generated) as { paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, any> } }
+    expect(Object.keys(doc.paths).sort()).toEqual(['/', '/classify', '/explain', '/healthz', '/openapi.yaml', '/readyz'])
+    expect(doc.components.schemas.Error.properties.error.properties.code.enum).toEqual(Object.keys(ERROR_STATUS))
+    const classify = doc.paths['/classify']!.post as { responses: Record<string, unknown> }
+    expect(Object.keys(classify.responses).sort()).toEqual(['200', '400', '413', '415', '422', '429', '503', '504'])
+  })
+})

@@ -1,0 +1,75 @@
+/**
+ * Start-up failures, as an operator sees them: `tsx src/main.ts` prints one line to stderr and
+ * exits 1 for a bad flag, a missing model file and a tampered one.
+ */
+import { execFile } from 'node:child_process'
+import { cpSync, mkdtempSync, rmSync, truncateSync, unlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+import { QRA } from '../support/service.js'
+
+const run = promisify(execFile)
+const dir = mkdtempSync(join(tmpdir(), 'because-startup-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+async function start(args: string[], env: Record<string, string> = {}) {
+  try {
+    await run('node_modules/.bin/tsx', ['src/main.ts', '--port', '0', '--log-level', 'silent', ...args], {
+      env: { ...process.env, ...env },
+      timeout: 30_000,
+    })
+    return { code: 0, stderr: '' }
+  } catch (e) {
+    const err = e as { code: number; stderr: string }
+    return { code: err.code, stderr: err.stderr }
+  }
+}
+
+function copyModel(name: string): string {
+  const to = join(dir, name)
+  cpSync(QRA, to, { recursive: true })
+  return to
+}
+
+describe('start-up failures', () => {
+  it('a bad flag value: one line, exit 1', async () => {
+    const { code, stderr } = await start(['--max-batch', 'lots'])
+    expect(code).toBe(1)
+    expect(stderr).toBe('because: --max-batch: expected an integer, got "lots"\n')
+  })
+
+  it('a bad variable: one line, exit 1', async () => {
+    const { code, stderr } = await start([], { DEVICE: 'tpu' })
+    expect(code).toBe(1)
+    expect(stderr).toBe('because: DEVICE: expected one of auto, cpu, cuda, got "tpu"\n')
+  })
+
+  it('a missing model file: one line naming it, exit 1', async () => {
+    const model = copyModel('missing')
+    unlinkSync(join(model, 'tokenizer.json'))
+    const { code, stderr } = await start(['--models', model])
+    expect(code).toBe(1)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toContain('tokenizer.json: missing')
+  })
+
+  it('a truncated model file: one line naming it, exit 1', async () => {
+    const model = copyModel('truncated')
+    truncateSync(join(model, 'model.onnx'), 1000)
+    const { code, stderr } = await start(['--models', model])
+    expect(code).toBe(1)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toMatch(/model\.onnx: sha256 .* does not match manifest\.json/)
+  })
+
+  it('an explicit --device cuda that cannot load: one line, exit 1', async () => {
+    const { code, stderr } = await start(['--device', 'cuda', '--models', QRA])
+    // Where CUDA works this starts instead; here (no GPU, no CUDA libraries) it must stop.
+    if (code === 0) return
+    expect(code).toBe(1)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toMatch(/^because: model .*: .*cuda/i)
+  })
+})

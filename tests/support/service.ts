@@ -1,0 +1,75 @@
+/**
+ * Starts the real service in this process on a free port, with the real model packages, for the
+ * tests that talk to it over HTTP.
+ */
+import { pino } from 'pino'
+import { parseConfig } from '../../src/config.js'
+import type { Config } from '../../src/config.js'
+import { startService } from '../../src/server.js'
+import type { RunningService } from '../../src/server.js'
+
+export const QRA = 'models/emotion-qra-tiny'
+export const QA = 'models/emotion-qa-tiny'
+export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
+
+export async function startTestService(overrides: Partial<Config> = {}): Promise<RunningService> {
+  const config = { ...parseConfig([], {}), port: 0, threads: 2, device: 'cpu' as const, ...overrides }
+  return startService(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }))
+}
+
+export async function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  init: RequestInit = {},
+): Promise<Response> {
+  return fetch(url, {
+    ...init,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  })
+}
+
+export interface SseEvent {
+  event: string
+  data: unknown
+}
+
+/** Reads a whole SSE response into events (`data` parsed as JSON). */
+export async function readSse(res: Response): Promise<SseEvent[]> {
+  const text = await res.text()
+  return parseSse(text)
+}
+
+export function parseSse(text: string): SseEvent[] {
+  const events: SseEvent[] = []
+  for (const block of text.split('\n\n')) {
+    if (!block.trim()) continue
+    let event = 'message'
+    const data: string[] = []
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim()
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''))
+    }
+    events.push({ event, data: JSON.parse(data.join('\n')) })
+  }
+  return events
+}
+
+export interface Result {
+  label: string
+  scores: Record<string, number>
+  reasoning: string
+  usage: { input_tokens: number; reasoning_tokens: number }
+}
+
+export function expectValidResult(r: Result): void {
+  if (!LABELS.includes(r.label as (typeof LABELS)[number])) throw new Error(`bad label ${r.label}`)
+  const keys = Object.keys(r.scores)
+  if (keys.join() !== LABELS.join()) throw new Error(`bad score keys ${keys.join()}`)
+  const sum = Object.values(r.scores).reduce((a, b) => a + b, 0)
+  if (Math.abs(sum - 1) > 1e-9) throw new Error(`scores sum to ${sum}`)
+  const best = LABELS.reduce((a, b) => (r.scores[b]! > r.scores[a]! ? b : a))
+  if (r.scores[best] !== r.scores[r.label]) throw new Error(`label ${r.label} is not the argmax ${best}`)
+}
