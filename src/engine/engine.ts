@@ -87,14 +87,14 @@ export class BatchEngine {
     stepMs: 0,
   }
 
-  constructor(model: EngineModel, limits: SchedulerLimits) {
+  constructor(model: EngineModel, limits: SchedulerLimits, opts: { kvGranularity?: number } = {}) {
     this.#model = model
     this.#limits = limits
     const { bos, eos, pad, sep } = model.specials
     this.#banned = new Set([bos, eos, pad, sep])
     // 16 slots: the measured trade-off between slack (every step attends over up to 15 unused
     // slots per row) and reallocation (a full copy each time the longest row crosses a multiple).
-    this.#kv = new KvCache(model.shape, { granularity: 16 })
+    this.#kv = new KvCache(model.shape, { granularity: opts.kvGranularity ?? 16 })
   }
 
   get numWaiting(): number {

@@ -11,9 +11,14 @@
  * - `slots`: the batch buffer of kv-cache.ts fed as is, capacity rounded up to 16 slots, only the
  *   new position copied back (what the engine does).
  * The three alternate round by round so that a busy machine slows all of them alike.
+ *
+ * Then the whole engine (no worker, no HTTP) on validation texts, 64 rows at most, for KV capacity
+ * granularities 8, 16 and 32 slots (slack attended every step vs reallocations), alternating.
  */
 import { loadPackage } from '../model/package.js'
 import type { ForwardInputs } from '../model/session.js'
+import { readFileSync } from 'node:fs'
+import { BatchEngine } from './engine.js'
 import { KvCache } from './kv-cache.js'
 import { createEngineModel } from './model-runtime.js'
 
@@ -127,4 +132,40 @@ for (const [B, P] of [
   [64, 100],
 ] as const) {
   await measure(B, P, B >= 32 ? 10 : 30)
+}
+
+const texts = readFileSync('../shared/data/emotion/validation.jsonl', 'utf8')
+  .trim()
+  .split('\n')
+  .slice(0, 192)
+  .map((l) => (JSON.parse(l) as { text: string }).text)
+const prompts = texts.map((t) => pkg.tokenizer.encoder.encode(t).ids)
+
+async function engineRun(granularity: number) {
+  const engine = new BatchEngine(model, { maxBatch: 64, maxBatchTokens: 2048 }, { kvGranularity: granularity })
+  prompts.forEach((p, i) => engine.enqueue(i, p))
+  const t = performance.now()
+  while (engine.hasWork()) await engine.step(() => {})
+  return { ms: performance.now() - t, stats: engine.stats }
+}
+
+console.log(`\nengine, ${prompts.length} validation texts, max_batch 64: generated tokens per second (3 alternating rounds)`)
+const totals = new Map<number, { ms: number; tokens: number; forwardMs: number; stepMs: number; rows: number; passes: number }>()
+for (let round = 0; round < 3; round++) {
+  for (const g of [8, 16, 32]) {
+    const { ms, stats } = await engineRun(g)
+    const t = totals.get(g) ?? { ms: 0, tokens: 0, forwardMs: 0, stepMs: 0, rows: 0, passes: 0 }
+    t.ms += ms
+    t.tokens += stats.numGeneratedTokens
+    t.forwardMs += stats.forwardMs
+    t.stepMs += stats.stepMs
+    t.rows += stats.numDecodeRows
+    t.passes += stats.numDecodePasses
+    totals.set(g, t)
+  }
+}
+console.log('| granularity | tokens/s | forward share | mean decode rows |')
+console.log('|---|---|---|---|')
+for (const [g, t] of totals) {
+  console.log(`| ${g} | ${((t.tokens / t.ms) * 1000).toFixed(0)} | ${((100 * t.forwardMs) / t.ms).toFixed(1)}% | ${(t.rows / t.passes).toFixed(1)} |`)
 }
