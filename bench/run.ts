@@ -64,6 +64,16 @@ interface LevelResult {
   gflops: number
   serverCpuPct: number
   clientCpuPct: number
+  /** 1-minute load average when the level ended. */
+  load1: number
+}
+
+/** What a system answered for each text index, over every measured level. */
+interface Answers {
+  byText: Map<number, { reasoning: string; label: string }>
+  /** Samples whose reasoning or label differed from the same system's earlier answer for that text. */
+  inconsistent: number
+  firstInconsistent?: { textIndex: number; a: string; b: string }
 }
 
 interface AgreementRow {
@@ -158,9 +168,10 @@ async function runSystem(
   agreementTexts: string[],
   templateTokens: number,
   shape: ModelShape,
-): Promise<{ levels: LevelResult[]; agreement: Sample[] }> {
+): Promise<{ levels: LevelResult[]; agreement: Sample[]; answers: Answers }> {
   const server = await startServer(system, opts, modelDir)
   const levels: LevelResult[] = []
+  const answers: Answers = { byText: new Map(), inconsistent: 0 }
   try {
     const base = server.baseUrl
     const warmN = opts.quick ? 16 : 96
@@ -187,6 +198,12 @@ async function runSystem(
       let prompt = 0
       let flops = 0
       for (const s of ok) {
+        const seen = answers.byText.get(s.textIndex)
+        if (!seen) answers.byText.set(s.textIndex, { reasoning: s.reasoning!, label: s.label! })
+        else if (seen.reasoning !== s.reasoning || seen.label !== s.label) {
+          answers.inconsistent++
+          answers.firstInconsistent ??= { textIndex: s.textIndex, a: `${seen.label}: ${seen.reasoning}`, b: `${s.label}: ${s.reasoning}` }
+        }
         const p = s.inputTokens! + templateTokens
         reasoning += s.reasoningTokens!
         prompt += p
@@ -209,6 +226,7 @@ async function runSystem(
         gflops: flops / elapsedS / 1e9,
         serverCpuPct: (100 * serverCpu) / elapsedS,
         clientCpuPct: (100 * clientCpu) / elapsedS,
+        load1: loadavg()[0]!,
       }
       levels.push(result)
       log(
@@ -218,7 +236,7 @@ async function runSystem(
       )
       if (errors.length > 0) log(`${system} c=${c}: first error: ${errors[0]!.error}`)
     }
-    return { levels, agreement }
+    return { levels, agreement, answers }
   } finally {
     const exit = await server.stop()
     if (exit.code !== 0) log(`${system}: server exited with ${JSON.stringify(exit)}; log: ${relative(ROOT, join(OUT_DIR, `${system}.log`))}`)
@@ -244,8 +262,25 @@ function compareAgreement(rows: AgreementRow[]) {
   return { compared, same, sameLabel, maxScoreDiff, differing }
 }
 
+/** The texts both systems answered during the measured levels: same reasoning, same label? */
+function compareUnderLoad(engine: Answers | undefined, peer: Answers | undefined) {
+  let compared = 0
+  let same = 0
+  let sameLabel = 0
+  if (engine && peer) {
+    for (const [i, e] of engine.byText) {
+      const p = peer.byText.get(i)
+      if (!p) continue
+      compared++
+      if (p.reasoning === e.reasoning) same++
+      if (p.label === e.label) sameLabel++
+    }
+  }
+  return { compared, same, sameLabel, engine, peer }
+}
+
 function levelRow(r: LevelResult | undefined): string[] {
-  if (!r) return Array(12).fill('n/a')
+  if (!r) return Array(13).fill('n/a')
   return [
     String(r.requests),
     r.elapsedS.toFixed(1),
@@ -259,6 +294,7 @@ function levelRow(r: LevelResult | undefined): string[] {
     fmt(r.meanReasoningTokens),
     fmt(r.serverCpuPct, 2),
     fmt(r.clientCpuPct, 2),
+    r.load1.toFixed(2),
   ]
 }
 
@@ -282,7 +318,8 @@ async function main(): Promise<void> {
   if (texts.length === 0) throw new Error(`no texts in ${textsPath}`)
 
   const pkg = await loadPackage(modelDir)
-  const manifest = pkg.manifest as typeof pkg.manifest & {
+  // The raw file: the service's parsed manifest keeps only the fields it serves with.
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as typeof pkg.manifest & {
     onnx: { parameters?: number }
     metrics?: { validation?: { accuracy?: number; n?: number } }
     files?: Record<string, string>
@@ -302,7 +339,7 @@ async function main(): Promise<void> {
   log(`matmul ${matmulStart.m}x${matmulStart.k} @ ${matmulStart.k}x${matmulStart.n}, ${opts.threads} threads: ${fmt(matmulStart.medianMs)} ms, ${fmt(matmulStart.gflops)} GFLOP/s`)
 
   const agreementTexts = [...texts.slice(0, Math.max(0, opts.agreement - 2)), "I didn't feel humiliated!!", "I'm SO happy 😊 and a bit nervous, honestly."]
-  const results: Partial<Record<System, { levels: LevelResult[]; agreement: Sample[] }>> = {}
+  const results: Partial<Record<System, { levels: LevelResult[]; agreement: Sample[]; answers: Answers }>> = {}
   for (const system of opts.systems) {
     results[system] = await runSystem(system, opts, modelDir, texts, agreementTexts, templateTokens, shape)
   }
@@ -330,6 +367,7 @@ async function main(): Promise<void> {
     matmul: [matmulStart, matmulEnd],
     results,
     agreement: compareAgreement(agreementRows),
+    underLoad: compareUnderLoad(results.engine?.answers, results.peer?.answers),
   })
   console.log(report.console)
 
@@ -344,7 +382,8 @@ async function main(): Promise<void> {
   writeFileSync(out, `${report.markdown}\n${notes || `${NOTES_MARKER}\n`}`)
   const json = join(OUT_DIR, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`)
   mkdirSync(OUT_DIR, { recursive: true })
-  writeFileSync(json, JSON.stringify({ opts, info, started, finished, loadStart, loadEnd, matmul: [matmulStart, matmulEnd], results, agreementRows }, null, 1))
+  const levels = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.levels]))
+  writeFileSync(json, JSON.stringify({ opts, info, started, finished, loadStart, loadEnd, matmul: [matmulStart, matmulEnd], levels, agreementRows }, null, 1))
   log(`wrote ${relative(ROOT, out)} and ${relative(ROOT, json)}`)
 }
 
@@ -360,8 +399,9 @@ interface ReportInput {
   loadStart: string
   loadEnd: string
   matmul: [MatmulRate, MatmulRate]
-  results: Partial<Record<System, { levels: LevelResult[]; agreement: Sample[] }>>
+  results: Partial<Record<System, { levels: LevelResult[]; agreement: Sample[]; answers: Answers }>>
   agreement: ReturnType<typeof compareAgreement>
+  underLoad: ReturnType<typeof compareUnderLoad>
 }
 
 function buildReport(x: ReportInput): { markdown: string; console: string } {
@@ -370,7 +410,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
   const peer = results.peer?.levels ?? []
   const at = (rs: LevelResult[], c: number) => rs.find((r) => r.concurrency === c)
   const rate = Math.max(x.matmul[0].gflops, x.matmul[1].gflops)
-  const header = ['C', 'requests', 'seconds', 'cls/s', 'tok/s', 'TTFT p50 ms', 'TTFT p99 ms', 'e2e p50 ms', 'e2e p99 ms', 'errors', 'reasoning tok', 'server CPU %', 'client CPU %']
+  const header = ['C', 'requests', 'seconds', 'cls/s', 'tok/s', 'TTFT p50 ms', 'TTFT p99 ms', 'e2e p50 ms', 'e2e p99 ms', 'errors', 'reasoning tok', 'server CPU %', 'client CPU %', 'load 1m']
   const table = (rs: LevelResult[]) => markdownTable(header, opts.levels.map((c) => [String(c), ...levelRow(at(rs, c))]))
   const ratioRows = opts.levels.map((c) => {
     const e = at(engine, c)
@@ -490,6 +530,19 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
       lines.push(`- Differs: ${JSON.stringify(d.text.slice(0, 80))}: engine ${JSON.stringify(d.engine?.reasoning?.slice(0, 120))}, peer ${JSON.stringify(d.peer?.reasoning?.slice(0, 120))}`)
     }
   }
+  const u = x.underLoad
+  if (u.compared > 0) {
+    lines.push(
+      `- Under load: the ${u.compared} texts both systems answered during the measured levels (each text at several concurrencies, so inside batches of different sizes for the engine): ` +
+        `identical reasoning for ${u.same}/${u.compared}, same label for ${u.sameLabel}/${u.compared}.`,
+    )
+  }
+  for (const [name, ans] of [['engine', u.engine], ['peer', u.peer]] as const) {
+    if (!ans) continue
+    lines.push(
+      `- ${name}: ${ans.inconsistent === 0 ? 'the same text always got the same reasoning and label' : `${ans.inconsistent} answers differed from the same system's earlier answer for that text (first: text ${ans.firstInconsistent?.textIndex}: ${JSON.stringify(ans.firstInconsistent?.a.slice(0, 100))} vs ${JSON.stringify(ans.firstInconsistent?.b.slice(0, 100))})`} across ${ans.byText.size} distinct texts.`,
+    )
+  }
   lines.push('')
   lines.push('## Method')
   lines.push('')
@@ -517,6 +570,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
     '',
     `arithmetic: ${fmt(f.total / 1e6, 3)} MFLOP per classification (${fmt(f.tokens)} tokens); matmul rate ${fmt(x.matmul[0].gflops)} / ${fmt(x.matmul[1].gflops)} GFLOP/s (start / end)`,
     a.compared ? `agreement: reasoning ${a.same}/${a.compared}, label ${a.sameLabel}/${a.compared}, max score diff ${a.maxScoreDiff.toExponential(1)}` : 'agreement: not compared',
+    x.underLoad.compared ? `agreement under load: reasoning ${x.underLoad.same}/${x.underLoad.compared}, label ${x.underLoad.sameLabel}/${x.underLoad.compared}; inconsistent answers: engine ${x.underLoad.engine?.inconsistent ?? 'n/a'}, peer ${x.underLoad.peer?.inconsistent ?? 'n/a'}` : '',
     `targets at C=32: ${verdict}`,
   ].join('\n')
   return { markdown, console }
