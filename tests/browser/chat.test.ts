@@ -359,6 +359,8 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
     await page.locator('.answer[data-state="stopped"]').waitFor()
     expect(await page.locator('.answer .notice').textContent()).toContain('Stopped.')
     expect(await page.locator('.answer .label').count()).toBe(0)
+    // The Stop button went away with the stream; keyboard focus is back in the text box.
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('input')
     await page.close()
   })
 })

@@ -22,6 +22,7 @@ export interface BecauseCore {
   LABELS: string[]
   normalize(text: string): string
   normalizeWithMap(text: string): { text: string; starts: number[]; ends: number[] }
+  quotedSpans(reasoning: string): { start: number; end: number; phrase: string }[]
   quotedPhrases(reasoning: string): string[]
   highlightRanges(input: string, reasoning: string): Range[]
   createSseParser(onEvent: (e: SseEvent) => void): { push(chunk: string): void; end(): boolean }

@@ -90,6 +90,13 @@ describe('highlightRanges', () => {
     ])
   })
 
+  it('locates the quoted phrases inside the reasoning, skipping quotes of nothing', () => {
+    const reasoning = 'the words "feel so alone" and " " and “sad”'
+    const spans = plain(core.quotedSpans(reasoning))
+    expect(spans.map((q) => reasoning.slice(q.start, q.end))).toEqual(['feel so alone', 'sad'])
+    expect(plain(core.quotedPhrases(reasoning))).toEqual(['feel so alone', 'sad'])
+  })
+
   it('accepts curly quotes in the reasoning', () => {
     expect(marked('what a surprise', 'the word “surprise” shows it')).toEqual(['surprise'])
   })
