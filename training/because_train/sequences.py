@@ -70,7 +70,11 @@ class PromptSpec:
         reasoning = reasoning_ids or []
         ids = self.prefix + text_ids + self.suffix + reasoning + [self.specials["marker"]]
         roles = [PROMPT] * len(self.prefix) + [TEXT] * len(text_ids) + [PROMPT] * len(self.suffix)
-        roles += [REASONING] * (len(reasoning) + 1)  # the marker is the reasoning's last decision
+        # Where the reasoning names the gold emotion it takes its decision: that token weighs as
+        # much as the label itself. The marker is the reasoning's last token.
+        label_token = self.label_ids[label][0]
+        named = reasoning.index(label_token) if label_token in reasoning else -1
+        roles += [LABEL if k == named else REASONING for k in range(len(reasoning))] + [REASONING]
         ids += self.label_ids[label] + [self.specials["eos"]]
         roles += [LABEL] * len(self.label_ids[label]) + [REASONING]
         return ids, roles

@@ -1,8 +1,8 @@
 """The offline R-Gen: grounded rationales from a cross-fitted TF-IDF + logistic-regression teacher.
 
 For a (text, gold label) pair it quotes the 1-3 phrases of the text that carry the most evidence
-for the gold label, names the emotion, and mentions the strongest cue for another emotion where the
-text has one. The rationale of a training row comes from a teacher fitted on the other folds, so it
+for the gold label, names the emotion, and then mentions the strongest cue for another emotion where
+the text has one. The rationale of a training row comes from a teacher fitted on the other folds, so it
 never explains a row the teacher memorised; validation rows get the teacher fitted on all of train.
 Phrasings vary by row, chosen by a hash of (seed, row key): the same seed gives the same text.
 """
@@ -25,9 +25,11 @@ TEMPLATES = (
     "key {cues}: {quotes}, suggesting {label}.",
     "the writer says {quotes}, which reads as {label}.",
 )
+# A contrary cue comes after the conclusion: named first, it would lead the classifier to the
+# other emotion before it has read its own evidence (seen in an earlier run's errors).
 CONTRARY = (
-    "though {quote} hints at {other}, ",
-    "despite {quote} ({other}), ",
+    ", though {quote} hints at {other}.",
+    ", despite {quote} ({other}).",
 )
 NO_CUE = "no single phrase stands out; the overall tone suggests {label}."
 # Words that occur in nearly every row of this data: quoting them explains nothing.
@@ -145,8 +147,8 @@ def render(evidence: Evidence, label: str, labels: Sequence[str], seed: int, key
     if evidence.contrary is None:
         return body
     phrase, other = evidence.contrary
-    lead = CONTRARY[_choice(seed, key, "c", len(CONTRARY))].format(quote=f'"{phrase}"', other=labels[other])
-    return lead + body
+    tail = CONTRARY[_choice(seed, key, "c", len(CONTRARY))].format(quote=f'"{phrase}"', other=labels[other])
+    return body.removesuffix(".") + tail
 
 
 class EvidenceReasoningGenerator:
