@@ -43,7 +43,8 @@ export async function send(page: Page, text: string): Promise<void> {
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOT_DIR, { recursive: true })
-  await page.screenshot({ path: new URL(`${name}.png`, SCREENSHOT_DIR).pathname, fullPage: false })
+  // animations: 'disabled' completes the score bars' grow transition before the shot.
+  await page.screenshot({ path: new URL(`${name}.png`, SCREENSHOT_DIR).pathname, animations: 'disabled' })
 }
 
 export interface ReasoningState {

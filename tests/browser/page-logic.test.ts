@@ -152,10 +152,11 @@ describe('createSseParser', () => {
 })
 
 describe('formatPercent', () => {
-  it('shows one decimal and never rounds a real score to zero', () => {
+  it('shows one decimal, never rounding a real score to 0% or a doubtful one to 100%', () => {
     expect(core.formatPercent(0.9012)).toBe('90.1%')
     expect(core.formatPercent(1)).toBe('100.0%')
     expect(core.formatPercent(0)).toBe('0.0%')
     expect(core.formatPercent(0.0001)).toBe('<0.1%')
+    expect(core.formatPercent(0.99996)).toBe('>99.9%')
   })
 })

@@ -23,9 +23,8 @@ try {
     await send(page, text)
     await page.locator('.answer').nth(i).locator('.meta').waitFor({ timeout: 30_000 })
   }
-  await page.waitForTimeout(600) // the bars' grow transition
   const out = new URL('../../docs/chat.png', import.meta.url).pathname
-  await page.screenshot({ path: out })
+  await page.screenshot({ path: out, animations: 'disabled' })
   console.log(`wrote ${out}`)
 } finally {
   await browser.close()
