@@ -18,7 +18,7 @@ if (found.path === null) throw new Error(found.reason)
 const service = await startRealService()
 const browser = await launchChromium(found.path)
 try {
-  const { page } = await openChat(browser.context, service.url, { width: 860, height: 980 })
+  const { page } = await openChat(browser.context, service.url, { width: 860, height: 1070 })
   for (const [i, text] of TEXTS.entries()) {
     await send(page, text)
     await page.locator('.answer').nth(i).locator('.meta').waitFor({ timeout: 30_000 })
