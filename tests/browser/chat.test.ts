@@ -3,7 +3,8 @@
  *
  * - "against the real service": src/main.ts with the committed model, started as a child process.
  *   The happy path (reasoning growing over time, label, six bars, highlights), the empty message,
- *   queueing, keyboard use, the phone width, 422, 429 and the API-key flow run here.
+ *   queueing, keyboard use, the phone width, 422, 429, the API-key flow, and an unreachable
+ *   service (the browser refuses the connection via page.route, then Retry reaches the service).
  * - "against a fake service" (fake-service.ts): only failures the real service cannot be made to
  *   produce on demand: a connection cut mid-stream, a 500, an `error` event mid-stream, and a
  *   stream slow enough to press Stop.
@@ -196,6 +197,22 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       await notice.getByRole('button', { name: 'Edit text' }).click()
       expect(await page.locator('#input').inputValue()).toBe('😊😊😊 !!!')
       await screenshot(page, 'real-422')
+      await page.close()
+    })
+
+    it('says so when the service cannot be reached, and retries', async () => {
+      const { page } = await openChat(browser!.context, service.url)
+      // The browser refuses the connection, as it would with the service down.
+      await page.route('**/explain', (route) => route.abort('connectionrefused'))
+      await send(page, 'i feel so calm and content')
+      const notice = page.locator('.answer .notice[role="alert"]')
+      await notice.waitFor({ timeout: 15_000 })
+      expect(await notice.textContent()).toContain('Could not reach the service.')
+      await page.unroute('**/explain')
+      await notice.getByRole('button', { name: 'Retry' }).click()
+      const answer = await finishedAnswer(page)
+      expect(LABELS).toContain(answer.label)
+      expect(await page.locator('.answer .notice').count()).toBe(0)
       await page.close()
     })
 
