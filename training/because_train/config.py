@@ -92,6 +92,7 @@ class Config:
     run_dir: str = "training/runs/emotion-tiny"
     models_dir: str = "models"
     report_dir: str = "docs"
+    card_notes: str = ""  # a markdown file appended to each model card as "What was tried"
     seed: int = 1234
     data: DataConfig = field(default_factory=DataConfig)
     rgen: RgenConfig = field(default_factory=RgenConfig)

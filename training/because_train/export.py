@@ -247,7 +247,8 @@ def export(config: Config, kind: str) -> Path:
     confusion_png(
         metrics, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation"
     )
-    write_model_card(out, manifest)
+    notes = config.path(config.card_notes).read_text() if config.card_notes else ""
+    write_model_card(out, manifest, notes)
     _write_manifest(out, manifest)
     log(
         f"export {package_id}: validation accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} -> {out}"

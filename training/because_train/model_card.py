@@ -9,7 +9,7 @@ WHAT = {
 }
 
 
-def write_model_card(out: Path, m: dict[str, Any]) -> None:
+def write_model_card(out: Path, m: dict[str, Any], notes: str = "") -> None:
     o, p, v = m["onnx"], m["provenance"], m["metrics"]["validation"]
     rows = "\n".join(
         f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
@@ -19,6 +19,7 @@ def write_model_card(out: Path, m: dict[str, Any]) -> None:
         f"| {h['epoch']} | {h['accuracy']:.4f} | {h['macro_f1']:.4f} | {h['train_seconds']} |"
         for h in p["training_history"]
     )
+    tried = f"## What was tried\n\n{notes.strip()}\n\n" if notes else ""
     data = "\n".join(f"- `{k}`: `{d['path']}` (sha256 `{d['sha256']}`)" for k, d in p["data"].items())
     text = f"""# {m["id"]}
 
@@ -51,7 +52,7 @@ The test split is held out and was not used for any choice.
 - Reasoning generator (stage 1): `{p["rgen"]["backend"]}`. The offline `evidence` generator quotes the 1-3 phrases with the
   most evidence for the gold label under a TF-IDF + logistic-regression teacher fitted with 5-fold cross-fitting (a row's
   rationale never comes from a teacher that saw that row), names the emotion, and mentions a strong contrary cue.
-  Teacher statistics: {p["rgen"]["stats"]}.
+  Teacher accuracy on held-out folds: {p["rgen"]["stats"].get("teacher_cross_fit_accuracy", float("nan")):.4f}.
 - Input handling: text normalised with `{m["prompt"]["normalize"]}` (lower-case, apostrophes removed, everything but a-z0-9
   to spaces), the same in training, evaluation and the service; template `{m["prompt"]["template"]}`, marker `{m["prompt"]["marker"]}`.
 - Architecture: {o["num_layers"]} layers, hidden {o["hidden_size"]}, {o["num_attention_heads"]} heads, {o["num_kv_heads"]} KV heads,
@@ -59,13 +60,14 @@ The test split is held out and was not used for any choice.
 - Seed {p["seed"]}, code commit `{p["code_commit"]}`; the full configuration is in `manifest.json` (`provenance.config`).
 - Export: ONNX opset {o["opset"]}, {o["dtype"]}, KV cache in optimum names; parity with PyTorch (max |logit difference|): {p["parity"]}.
 
-## Limits
+{tried}## Limits
 
 - English only; the training texts are short first-person tweets ("i feel ..."). Other registers (reviews, long
   paragraphs, sarcasm) are outside what it has seen. Emoji and punctuation are removed by the normalisation.
 - Six labels only; there is no neutral class: every input gets one of the six.
-- The reasoning imitates the evidence generator: quoted phrases come from the input, but the model can quote a
-  phrase that is not decisive, or name an emotion that disagrees with the final label scores.
+- The reasoning imitates the evidence generator, whose quotes always come from the input; the model's own
+  quotes usually do, but it can quote a phrase that is not decisive, or a word that is not in the text at all.
+  The label is scored after the reasoning and follows the emotion the reasoning names.
 - At most {m["limits"]["max_input_tokens"]} input tokens and {m["limits"]["max_reasoning_tokens"]} reasoning tokens.
 
 ## Licence of the data
