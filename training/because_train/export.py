@@ -17,7 +17,7 @@ import torch
 
 from because_train import LABELS
 from because_train.config import Config, as_dict
-from because_train.provenance import code_commit, describe_inputs, sha256_file
+from because_train.provenance import code_commit, sha256_file
 from because_train.runtime import KVWrapper, empty_past, onnx_forward, onnx_session
 
 TOLERANCE = 1e-4
@@ -216,9 +216,13 @@ def export(config: Config, kind: str) -> Path:
             "opset": config.export.opset,
         },
         "provenance": {
-            "data": describe_inputs(
-                {s: config.path(getattr(config.data, s)) for s in ("train", "validation")}
-            ),
+            "data": {
+                s: {
+                    "path": getattr(config.data, s),
+                    "sha256": sha256_file(config.path(getattr(config.data, s))),
+                }
+                for s in ("train", "validation")
+            },
             "rgen": {
                 "backend": rgen_prov["settings"]["backend"],
                 "stats": rgen_prov["settings"].get("stats", {}),
