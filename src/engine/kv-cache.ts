@@ -13,7 +13,8 @@
  * care where a key sits, only whether it is masked, since RoPE was applied when the key was made.
  * A finishing sequence's row is filled by moving the last row into it (one row copied), a new
  * sequence's prefill output is copied into a fresh row (its own tokens only), and the capacity
- * grows (or shrinks) in steps of `granularity` slots, copying everything only then.
+ * grows (or shrinks) in steps of `granularity` slots (the engine uses 8), copying everything only
+ * then.
  */
 
 export interface KvShape {
@@ -44,7 +45,7 @@ export class KvCache {
 
   constructor(shape: KvShape, opts: { granularity?: number } = {}) {
     this.shape = shape
-    this.granularity = opts.granularity ?? 32
+    this.granularity = opts.granularity ?? 8
   }
 
   get numRows(): number {

@@ -8,7 +8,7 @@
  * - `forward`: the forward pass alone, inputs prepared in advance (the floor);
  * - `concat`: per-sequence caches (`[1, H, len, D]` each) copied into batch tensors before the
  *   pass and the present split back into per-sequence caches after it;
- * - `slots`: the batch buffer of kv-cache.ts fed as is, capacity rounded up to 16 slots, only the
+ * - `slots`: the batch buffer of kv-cache.ts fed as is, capacity rounded up to 8 slots, only the
  *   new position copied back (what the engine does).
  * The three alternate round by round so that a busy machine slows all of them alike.
  *
@@ -56,7 +56,7 @@ async function measure(B: number, P: number, rounds: number) {
   const fixedKeys = Array.from({ length: L }, () => rand(B * H * P * D))
   const fixedValues = Array.from({ length: L }, () => rand(B * H * P * D))
   // The slot buffer, filled with B rows of P positions.
-  const kv = new KvCache(model.shape, { granularity: 16 })
+  const kv = new KvCache(model.shape, { granularity: 8 })
   kv.reserve(B, P + 1)
   const one = { keys: Array.from({ length: L }, () => rand(H * P * D)), values: Array.from({ length: L }, () => rand(H * P * D)), len: P }
   for (let b = 0; b < B; b++) kv.addRow(one, 0, P)
@@ -168,4 +168,30 @@ console.log('| granularity | tokens/s | forward share | mean decode rows |')
 console.log('|---|---|---|---|')
 for (const [g, t] of totals) {
   console.log(`| ${g} | ${((t.tokens / t.ms) * 1000).toFixed(0)} | ${((100 * t.forwardMs) / t.ms).toFixed(1)}% | ${(t.rows / t.passes).toFixed(1)} |`)
+}
+
+// Where a step's time goes under continuous arrival: 32 sequences kept in flight for 8 s, as 32
+// closed-loop clients would (every finished sequence is replaced at once by the next text).
+{
+  const engine = new BatchEngine(model, { maxBatch: 64, maxBatchTokens: 2048 })
+  let next = 0
+  let inFlight = 0
+  let done = 0
+  const refill = () => {
+    for (; inFlight < 32; inFlight++) engine.enqueue(next, prompts[next++ % prompts.length]!)
+  }
+  refill()
+  const t = performance.now()
+  while (performance.now() - t < 8000) {
+    await engine.step((events) => {
+      for (const e of events) if (e.type === 'done') [inFlight, done] = [inFlight - 1, done + 1]
+    })
+    refill()
+  }
+  const ms = performance.now() - t
+  const s = engine.stats
+  console.log(`\ncontinuous arrival, 32 in flight: ${((done / ms) * 1000).toFixed(1)} classifications/s`)
+  console.log(`prefill: ${s.numPrefillPasses} passes, ${s.numPrefillTokens} padded tokens, ${s.prefillMs.toFixed(0)} ms (${((100 * s.prefillMs) / ms).toFixed(0)}%)`)
+  console.log(`decode: ${s.numDecodePasses} passes, ${(s.numDecodeRows / s.numDecodePasses).toFixed(1)} rows each, ${s.decodeMs.toFixed(0)} ms (${((100 * s.decodeMs) / ms).toFixed(0)}%)`)
+  console.log(`outside the passes: ${s.stepMs.toFixed(0)} ms (${((100 * s.stepMs) / ms).toFixed(0)}%)`)
 }
