@@ -177,6 +177,18 @@ export class EngineClient {
     })
   }
 
+  /**
+   * Crash drill: makes the worker throw between two steps, as a bug would. The requests it held
+   * fail with `engine_failed` and a new worker starts. Resolves when the old one has exited.
+   */
+  async crashWorker(message = 'crash drill'): Promise<void> {
+    const worker = this.#worker
+    if (!worker) return
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+    this.#send({ type: 'crash', message })
+    await exited
+  }
+
   /** Stops the worker after its current step. */
   async close(): Promise<void> {
     this.#closing = true
@@ -187,7 +199,9 @@ export class EngineClient {
     }
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
     this.#send({ type: 'shutdown' })
-    const timeout = setTimeout(() => void worker.terminate(), 5000)
+    // NOTE: terminate() while ONNX Runtime runs aborts the process; it is only a last resort for a
+    // worker that did not finish its step in 10 s.
+    const timeout = setTimeout(() => void worker.terminate(), 10_000)
     await exited
     clearTimeout(timeout)
   }

@@ -21,6 +21,11 @@ export type Command =
   | { type: 'cancel'; ids: number[] }
   /** Stop after the current step; the worker then exits. */
   | { type: 'shutdown' }
+  /**
+   * Crash drill: the worker throws `message` between steps, as a bug would, and dies. (Terminating
+   * a worker from outside while ONNX Runtime runs aborts the whole process, so drills use this.)
+   */
+  | { type: 'crash'; message: string }
 
 /** One sequence's progress, worker -> HTTP thread. */
 export type SequenceEvent =

@@ -38,6 +38,7 @@ async function main(): Promise<void> {
   }
 
   let shuttingDown = false
+  let crash: string | null = null
   let wake: (() => void) | null = null
   port!.on('message', (command: Command) => {
     switch (command.type) {
@@ -49,6 +50,9 @@ async function main(): Promise<void> {
         break
       case 'shutdown':
         shuttingDown = true
+        break
+      case 'crash':
+        crash = command.message
         break
     }
     wake?.()
@@ -64,6 +68,7 @@ async function main(): Promise<void> {
     post({ type: 'events', events, numRunning: engine.numRunning, numWaiting: engine.numWaiting })
   }
   while (!shuttingDown) {
+    if (crash !== null) throw new Error(crash)
     if (engine.hasWork()) {
       await engine.step(emit)
       emit([])

@@ -122,3 +122,22 @@ describe('cancellation', () => {
     expect(parseSse(seen.slice(0, seen.lastIndexOf('\n\n') + 2))[0]!.event).toBe('reasoning')
   })
 })
+
+describe('worker crash', () => {
+  it('fails the requests the worker held, restarts it, and serves again', async () => {
+    const engine = svc.engines[0]!
+    const held = post(`${url}/classify`, { texts: texts.slice(0, 8) })
+    await new Promise((r) => setTimeout(r, 20))
+    await engine.crashWorker()
+    const res = await held
+    expect(res.status).toBe(500)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('engine_failed')
+    expect((await fetch(`${url}/readyz`)).status).toBe(503)
+    const t = performance.now()
+    while (!engine.ready && performance.now() - t < 20_000) await new Promise((r) => setTimeout(r, 50))
+    expect(engine.ready).toBe(true)
+    expect(engine.numRestarts).toBe(1)
+    expect((await fetch(`${url}/readyz`)).status).toBe(200)
+    expectValidResult(await classify(texts[0]!))
+  })
+})
