@@ -300,6 +300,7 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       await field.fill('wrong-key')
       await field.press('Enter')
       await expect.poll(() => page.locator('.key-prompt').textContent()).toContain('did not accept that API key')
+      expect(await page.evaluate(() => sessionStorage.getItem('because.apiKey'))).toBeNull()
       await screenshot(page, 'real-401')
       await page.getByLabel('API key').fill(KEY)
       await page.getByRole('button', { name: 'Use key' }).click()
