@@ -35,6 +35,14 @@ export interface Config {
   timeoutMs: number
   logLevel: LogLevel
   logFormat: LogFormat
+  /** API keys given inline (`--api-keys`); none and no keys file: no authentication. */
+  apiKeys: string[]
+  /** A file with one API key per line (blank lines and `#` comments ignored), read at start-up. */
+  apiKeysFile: string | null
+  /** Origins allowed by CORS (`*` for any); empty: no CORS headers. */
+  corsOrigins: string[]
+  /** After SIGTERM/SIGINT, how long accepted requests may still run before they are ended. */
+  drainTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -72,6 +80,24 @@ const list: Parser<string[]> = (raw, name) => {
   return items
 }
 
+const keys: Parser<string[]> = (raw, name) => {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  // NOTE: never echo the value: it holds secrets.
+  if (items.length === 0) throw new ConfigError(`${name}: expected a comma-separated list of API keys`)
+  if (items.some((k) => /\s/.test(k))) throw new ConfigError(`${name}: an API key must not contain white space`)
+  return items
+}
+
+const origins: Parser<string[]> = (raw, name) => {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const o of items) {
+    if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) {
+      throw new ConfigError(`${name}: expected * or origins like https://chat.example.com (scheme and host, no path), got ${JSON.stringify(o)}`)
+    }
+  }
+  return items
+}
+
 interface Option<K extends keyof Config> {
   key: K
   flag: string
@@ -101,6 +127,10 @@ export const OPTIONS = [
   option({ key: 'timeoutMs', flag: '--timeout-ms', env: 'TIMEOUT_MS', parse: int(1, 3_600_000), help: 'default and largest per-request deadline, ms', default: () => 30_000 }),
   option({ key: 'logLevel', flag: '--log-level', env: 'LOG_LEVEL', parse: oneOf<LogLevel>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), help: 'pino log level', default: () => 'info' }),
   option({ key: 'logFormat', flag: '--log-format', env: 'LOG_FORMAT', parse: oneOf<LogFormat>(['pretty', 'json']), help: 'pretty or json (default: pretty on a terminal, json otherwise)', default: (_env, isTty) => (isTty ? 'pretty' : 'json') }),
+  option({ key: 'apiKeys', flag: '--api-keys', env: 'API_KEYS', parse: keys, help: 'API keys, comma-separated; requests then need Authorization: Bearer <key>', default: () => [] }),
+  option({ key: 'apiKeysFile', flag: '--api-keys-file', env: 'API_KEYS_FILE', parse: text, help: 'file with one API key per line (adds to --api-keys)', default: () => null }),
+  option({ key: 'corsOrigins', flag: '--cors-origins', env: 'CORS_ORIGINS', parse: origins, help: 'origins allowed by CORS, comma-separated, or * (default: none, CORS off)', default: () => [] }),
+  option({ key: 'drainTimeoutMs', flag: '--drain-timeout-ms', env: 'DRAIN_TIMEOUT_MS', parse: int(0, 3_600_000), help: 'on SIGTERM/SIGINT, how long accepted requests may finish before they are ended, ms', default: () => 10_000 }),
 ] as const
 
 /** One line per option, for `--help`. */

@@ -27,11 +27,20 @@ try {
   const running = await startService(config, logger)
   let stopping = false
   const stop = (signal: string) => {
-    if (stopping) return
+    if (stopping) {
+      // A second signal ends the drain at once.
+      logger.info({ signal }, 'ending the drain now')
+      void running.shutdown(0)
+      return
+    }
     stopping = true
-    logger.info({ signal }, 'shutting down')
-    running.close().then(
-      () => process.exit(0),
+    logger.info({ signal, drain_timeout_ms: config.drainTimeoutMs }, 'shutting down')
+    running.shutdown(config.drainTimeoutMs).then(
+      () => {
+        logger.info('stopped')
+        logger.flush?.()
+        process.exit(0)
+      },
       (err: Error) => {
         logger.error({ err: err.message }, 'shutdown failed')
         process.exit(1)

@@ -3,7 +3,7 @@
  * Start-up and wiring: load and verify every model package, start one engine worker per model,
  * build the app, listen. `startService` is what main.ts runs and what the tests start in-process.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
@@ -16,14 +16,23 @@ import type { App } from './http/app.js'
 import { openapiYaml } from './http/openapi.js'
 import type { ServedModel, Service } from './http/service.js'
 import { loadPackage } from './model/package.js'
+import { Metrics } from './obs/metrics.js'
 
 export interface RunningService {
   url: string
   app: App
   service: Service
   engines: EngineClient[]
-  /** Stops listening and stops the workers. */
+  metrics: Metrics
+  /** Stops listening and stops the workers at once; requests in flight fail with `shutting_down`. */
   close(): Promise<void>
+  /**
+   * Graceful shutdown: /readyz turns 503 and new inference requests get 503 `shutting_down` at
+   * once; requests in flight may finish for `drainTimeoutMs`, then the rest fail with
+   * `shutting_down` (a stream gets a final `error` event); then `close()`. A second call ends
+   * the drain at once. Resolves with how many requests were still in flight at the deadline.
+   */
+  shutdown(drainTimeoutMs: number): Promise<{ numAbandoned: number }>
 }
 
 /** A start-up failure: one line for the operator, exit code 1. */
@@ -33,7 +42,29 @@ export class StartupError extends Error {
 
 const PAGE_PATH = fileURLToPath(new URL('./page/index.html', import.meta.url))
 
-export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+/** The keys of --api-keys and --api-keys-file together; never logged, never in a message. */
+export function loadApiKeys(config: Pick<Config, 'apiKeys' | 'apiKeysFile'>): string[] {
+  const keys = [...config.apiKeys]
+  if (config.apiKeysFile !== null) {
+    let text: string
+    try {
+      text = readFileSync(config.apiKeysFile, 'utf8')
+    } catch (e) {
+      throw new StartupError(`--api-keys-file ${config.apiKeysFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+    const lines = text.split(/\r?\n/).map((l) => l.trim())
+    const fromFile = lines.filter((l) => l !== '' && !l.startsWith('#'))
+    const bad = lines.findIndex((l) => l !== '' && !l.startsWith('#') && /\s/.test(l))
+    if (bad >= 0) throw new StartupError(`--api-keys-file ${config.apiKeysFile}: line ${bad + 1}: an API key must not contain white space`)
+    if (fromFile.length === 0) throw new StartupError(`--api-keys-file ${config.apiKeysFile}: no keys in it (one per line; # starts a comment)`)
+    keys.push(...fromFile)
+  }
+  return keys
+}
+
+export async function startService(config: Config, logger: Logger, opts: { metrics?: Metrics } = {}): Promise<RunningService> {
+  const apiKeys = loadApiKeys(config)
+  const metrics = opts.metrics ?? new Metrics()
   const packages = []
   for (const dir of config.models) {
     try {
@@ -59,6 +90,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         logger,
       })
       engines.push(engine)
+      engine.observer = metrics.engine(engine)
       const info = engine.info!
       if (info.fallbackReason) logger.warn(`--device auto: using the CPU: ${info.fallbackReason}`)
       logger.info(
@@ -88,9 +120,11 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     limits: config,
     runtime: { device: config.device, provider: engines[0]?.info?.provider ?? 'cpu', threads: config.threads },
     ...(existsSync(PAGE_PATH) ? { pagePath: PAGE_PATH } : {}),
+    access: { apiKeys, corsOrigins: config.corsOrigins },
+    lifecycle: { draining: false },
   }
   let yaml: string | undefined
-  const app = createApp({ service, logger, openapiYaml: () => (yaml ??= openapiYaml(app)) })
+  const app = createApp({ service, logger, metrics, openapiYaml: () => (yaml ??= openapiYaml(app)) })
 
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s))
@@ -102,20 +136,54 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const { port } = server.address() as AddressInfo
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const url = `http://${host}:${port}`
-  logger.info({ url, models: ids }, 'listening')
+  logger.info(
+    { url, models: ids, auth: apiKeys.length > 0 ? `${apiKeys.length} API keys` : 'off', cors: config.corsOrigins.length > 0 ? config.corsOrigins : 'off' },
+    'listening',
+  )
 
+  const http = server as unknown as { closeIdleConnections(): void; closeAllConnections(): void }
+  let closed: Promise<void> | null = null
+  const close = () =>
+    (closed ??= (async () => {
+      service.lifecycle!.draining = true
+      // Requests still in flight end now (a stream gets its error event before its socket closes).
+      await Promise.all(engines.map((en) => en.close()))
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        http.closeIdleConnections()
+        // A connection still open a moment later belongs to a client that stopped reading.
+        setTimeout(() => http.closeAllConnections(), 1000).unref()
+      })
+    })())
+  let endDrain: (() => void) | null = null
   return {
     url,
     app,
     service,
     engines,
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        // Streams in progress would hold close() open; they end with their requests.
-        ;(server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.()
-      })
-      await Promise.all(engines.map((en) => en.close()))
+    metrics,
+    close,
+    async shutdown(drainTimeoutMs: number) {
+      if (endDrain) {
+        endDrain()
+        return { numAbandoned: 0 }
+      }
+      service.lifecycle!.draining = true
+      const inFlight = () => engines.reduce((n, en) => n + en.numInFlight, 0)
+      logger.info({ drain_timeout_ms: drainTimeoutMs, in_flight: inFlight() }, 'draining')
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        Promise.all(engines.map((en) => en.idle())),
+        new Promise<void>((resolve) => {
+          endDrain = resolve
+          timer = setTimeout(resolve, drainTimeoutMs)
+        }),
+      ])
+      clearTimeout(timer)
+      const numAbandoned = inFlight()
+      if (numAbandoned > 0) logger.warn({ in_flight: numAbandoned }, 'drain timeout: ending the requests still in flight')
+      await close()
+      return { numAbandoned }
     },
   }
 }

@@ -10,6 +10,7 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { ModelPackage } from '../model/package.js'
+import type { EngineObserver } from '../obs/metrics.js'
 import type { Command, SequenceEvent, WorkerInit, WorkerMessage, WorkerReady } from './protocol.js'
 
 export type EngineErrorReason =
@@ -23,6 +24,8 @@ export type EngineErrorReason =
   | 'not_ready'
   /** The worker failed while running the request. */
   | 'engine_failed'
+  /** The server is shutting down and the drain timeout passed (or no new work is taken). */
+  | 'shutting_down'
 
 export class EngineError extends Error {
   override name = 'EngineError'
@@ -68,6 +71,7 @@ interface Tracked {
   submittedAt: number
   startedAt?: number
   firstTokenAt?: number
+  lastTokenAt?: number
   label?: { index: number; scores: number[] }
   request: RequestState
 }
@@ -98,6 +102,10 @@ export class EngineClient {
   numRunning = 0
   numWaiting = 0
   numRestarts = 0
+  /** Where latencies, batch sizes, cancellations and restarts are reported (metrics). */
+  observer: EngineObserver | null = null
+  /** Resolved (and cleared) when nothing is in flight any more; see `idle()`. */
+  #onIdle: (() => void)[] = []
 
   private constructor(opts: EngineClientOptions) {
     this.pkg = opts.pkg
@@ -189,14 +197,23 @@ export class EngineClient {
     await exited
   }
 
-  /** Stops the worker after its current step. */
+  /** Resolves once no sequence is in flight (at once when none is). */
+  idle(): Promise<void> {
+    if (this.#tracked.size === 0) return Promise.resolve()
+    return new Promise<void>((resolve) => this.#onIdle.push(resolve))
+  }
+
+  /** Ends every request in flight with `error` (their sequences leave the batch next step). */
+  failAll(error: EngineError): void {
+    for (const r of new Set([...this.#tracked.values()].map((t) => t.request))) this.#fail(r, error)
+  }
+
+  /** Stops the worker after its current step; requests still in flight fail with `shutting_down`. */
   async close(): Promise<void> {
     this.#closing = true
     const worker = this.#worker
     if (!worker) return
-    for (const t of new Set([...this.#tracked.values()].map((t) => t.request))) {
-      this.#fail(t, new EngineError('not_ready', 'the server is shutting down'))
-    }
+    this.failAll(new EngineError('shutting_down', 'the server is shutting down'))
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
     this.#send({ type: 'shutdown' })
     // NOTE: terminate() while ONNX Runtime runs aborts the process; it is only a last resort for a
@@ -218,7 +235,14 @@ export class EngineClient {
     const open = request.ids.filter((id) => this.#tracked.has(id))
     for (const id of open) this.#tracked.delete(id)
     if (open.length > 0 && error.reason !== 'engine_failed') this.#send({ type: 'cancel', ids: open })
+    if (error.reason === 'cancelled') this.observer?.cancelled()
     request.reject(error)
+    this.#checkIdle()
+  }
+
+  #checkIdle(): void {
+    if (this.#tracked.size > 0 || this.#onIdle.length === 0) return
+    for (const resolve of this.#onIdle.splice(0)) resolve()
   }
 
   #onEvent(e: SequenceEvent): void {
@@ -230,17 +254,25 @@ export class EngineClient {
         t.startedAt = now
         break
       case 'token':
-        t.firstTokenAt ??= now
+        if (t.firstTokenAt === undefined) {
+          t.firstTokenAt = now
+          this.observer?.firstToken((now - t.submittedAt) / 1000)
+        } else this.observer?.interToken((now - t.lastTokenAt!) / 1000)
+        t.lastTokenAt = now
         t.request.onDelta?.(t.index, e.delta)
         break
       case 'label':
-        t.firstTokenAt ??= now
+        if (t.firstTokenAt === undefined) {
+          t.firstTokenAt = now
+          this.observer?.firstToken((now - t.submittedAt) / 1000)
+        }
         t.label = { index: e.index, scores: e.scores }
         break
       case 'done': {
         const r = t.request
         this.#tracked.delete(e.id)
         const startedAt = t.startedAt ?? now
+        this.observer?.done((startedAt - t.submittedAt) / 1000, (now - t.submittedAt) / 1000, e.usage.reasoning_tokens)
         r.results[t.index] = {
           labelIndex: t.label!.index,
           scores: t.label!.scores,
@@ -257,6 +289,7 @@ export class EngineClient {
           r.cleanup()
           r.resolve(r.results as SequenceResult[])
         }
+        this.#checkIdle()
         break
       }
       case 'error':
@@ -292,6 +325,10 @@ export class EngineClient {
             this.numRunning = m.numRunning
             this.numWaiting = m.numWaiting
             for (const e of m.events) this.#onEvent(e)
+            if (m.step) {
+              if (m.step.numPrefillRows > 0) this.observer?.pass('prefill', m.step.numPrefillRows)
+              if (m.step.numDecodeRows > 0) this.observer?.pass('decode', m.step.numDecodeRows)
+            }
             break
         }
       })
@@ -312,6 +349,7 @@ export class EngineClient {
         if (this.#closing) return
         // NOTE: a crash after start-up: requests it held have failed above; start a new worker.
         this.numRestarts++
+        this.observer?.restarted()
         this.#log.error({ code, restarts: this.numRestarts }, 'engine worker exited; restarting it')
         setTimeout(() => {
           this.#spawn().catch((err: Error) => this.#log.fatal({ err: err.message }, 'engine worker restart failed'))

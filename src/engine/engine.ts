@@ -94,6 +94,9 @@ export class BatchEngine {
     stepMs: 0,
   }
 
+  /** Rows of the last step's passes (0: no such pass), for the batch-size metric. */
+  lastStep = { numPrefillRows: 0, numDecodeRows: 0 }
+
   constructor(model: EngineModel, limits: SchedulerLimits, opts: { kvGranularity?: number } = {}) {
     this.#model = model
     this.#limits = limits
@@ -138,6 +141,7 @@ export class BatchEngine {
   async step(emit: EmitEvents): Promise<void> {
     const t0 = performance.now()
     let forwardMs = 0
+    this.lastStep = { numPrefillRows: 0, numDecodeRows: 0 }
     this.#applyCancellations()
     const out = schedule(
       {
@@ -152,8 +156,11 @@ export class BatchEngine {
 
     // 3. Prefill.
     let prefill: { present: Awaited<ReturnType<Forward>>; len: number } | null = null
+    this.lastStep = { numPrefillRows: admitted.length, numDecodeRows: this.#rows.length }
     if (admitted.length > 0) {
-      const events: SequenceEvent[] = admitted.map((s) => ({ type: 'start', id: s.id }))
+      // `start` goes out before the pass, so the caller's queue time ends where prefill begins.
+      emit(admitted.map((s) => ({ type: 'start', id: s.id })))
+      const events: SequenceEvent[] = []
       const t = performance.now()
       try {
         const len = Math.max(...admitted.map((s) => s.promptIds.length))

@@ -54,4 +54,11 @@ export type WorkerMessage =
   /** Start-up failed; the worker exits. One line. */
   | { type: 'fatal'; message: string }
   /** Events of one step (batched: one message per forward pass, not per token). */
-  | { type: 'events'; events: SequenceEvent[]; numRunning: number; numWaiting: number }
+  | {
+      type: 'events'
+      events: SequenceEvent[]
+      numRunning: number
+      numWaiting: number
+      /** Set on the message that ends a step: the rows of its prefill and decode passes. */
+      step?: { numPrefillRows: number; numDecodeRows: number }
+    }

@@ -58,8 +58,8 @@ async function main(): Promise<void> {
     wake?.()
   })
 
-  // Counts go out with every batch of events, and on their own when they changed without events
-  // (a cancellation), so the HTTP thread's view of the batch is never stale.
+  // Counts go out with every batch of events and at the end of every step, so the HTTP thread's
+  // view of the batch is never stale (a cancellation changes them without events).
   let lastCounts = ''
   const emit = (events: SequenceEvent[]) => {
     const counts = `${engine.numRunning}/${engine.numWaiting}`
@@ -71,7 +71,9 @@ async function main(): Promise<void> {
     if (crash !== null) throw new Error(crash)
     if (engine.hasWork()) {
       await engine.step(emit)
-      emit([])
+      // One message ends each step: the counts after it and the rows its passes computed.
+      lastCounts = `${engine.numRunning}/${engine.numWaiting}`
+      post({ type: 'events', events: [], numRunning: engine.numRunning, numWaiting: engine.numWaiting, step: engine.lastStep })
       // Let queued commands (new requests, cancellations) in before the next step.
       await new Promise<void>((resolve) => setImmediate(resolve))
     } else {

@@ -5,15 +5,20 @@
  */
 import { readFile } from 'node:fs/promises'
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi'
-import type { Context } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { cors } from 'hono/cors'
 import { requestId } from 'hono/request-id'
 import type { SSEStreamingApi } from 'hono/streaming'
 import { streamSSE } from 'hono/streaming'
 import type { Logger } from 'pino'
 import type { SequenceResult } from '../engine/client.js'
 import type { EncodedPrompt } from '../model/tokenizer.js'
+import type { Metrics } from '../obs/metrics.js'
 import { ApiError, errorResponse, toApiError } from './errors.js'
+import { bearerAuth } from './middleware/auth.js'
+import { httpMetrics } from './middleware/http-metrics.js'
+import { strictJsonBody } from './middleware/json-body.js'
 import { requestLog } from './middleware/request-log.js'
 import {
   ClassifyBatchResponse,
@@ -38,12 +43,16 @@ const error = (description: string) => json(ErrorResponse, description)
 
 /** The error responses every inference route can give. */
 const inferenceErrors = {
-  400: error('malformed_json: the body is not valid JSON.'),
+  400: error('malformed_json: the body is not valid JSON, or not valid UTF-8.'),
+  401: error('unauthorized: API keys are configured and Authorization: Bearer <key> is missing or wrong.'),
   413: error('body_too_large: the body exceeds --max-body-bytes.'),
-  415: error('unsupported_media_type: Content-Type is not application/json.'),
-  422: error('invalid_request, unknown_model, too_many_texts, text_too_long, text_empty: a field is invalid; the message names it.'),
+  415: error('unsupported_media_type: Content-Type is not application/json (or its charset is not utf-8).'),
+  422: error(
+    'invalid_request, unknown_model, too_many_texts, text_too_long, text_empty: a field is invalid; the message names it (a control character other than tab, newline and carriage return in a text is invalid_request, with its index).',
+  ),
   429: error('queue_full: too many sequences in flight; retry after the Retry-After seconds.'),
-  503: error('not_ready: the model is not loaded yet, or restarting.'),
+  500: error('engine_failed: the inference worker failed while running the request (it restarts by itself).'),
+  503: error('not_ready: the model is not loaded yet, or its worker is restarting; shutting_down: the server is draining after SIGTERM.'),
   504: error('deadline_exceeded: timeout_ms (or the server default) passed.'),
 }
 
@@ -90,7 +99,21 @@ const readyRoute = createRoute({
   path: '/readyz',
   summary: 'Readiness',
   description: 'Ready when every model is loaded and its engine worker is up.',
-  responses: { 200: json(ReadyResponse, 'Ready.'), 503: error('not_ready: a model is loading or its worker is restarting.') },
+  responses: {
+    200: json(ReadyResponse, 'Ready.'),
+    503: error('not_ready: a model is loading or its worker is restarting; shutting_down: the server is draining after SIGTERM.'),
+  },
+})
+
+const metricsRoute = createRoute({
+  method: 'get',
+  path: '/metrics',
+  summary: 'Prometheus metrics',
+  description: 'Request counts, rejections by reason, queue depth, running sequences, batch sizes, latencies, tokens, cancellations, worker restarts, process metrics. Needs the API key when keys are configured.',
+  responses: {
+    200: { description: 'Prometheus text exposition format.', content: { 'text/plain': { schema: z.string() } } },
+    401: error('unauthorized: API keys are configured and Authorization: Bearer <key> is missing or wrong.'),
+  },
 })
 
 const openapiRoute = createRoute({
@@ -123,6 +146,13 @@ function resultBody(model: ServedModel, prompt: EncodedPrompt, r: SequenceResult
 }
 
 function submit(valid: ValidRequest, c: Context, onDelta?: (index: number, delta: string) => void) {
+  // Sizes for the access log; never the texts themselves.
+  c.set('inference', {
+    model: valid.model.id,
+    texts: valid.prompts.length,
+    chars: valid.prompts.reduce((n, p) => n + p.normalized.length, 0),
+    tokens: valid.prompts.reduce((n, p) => n + p.numTextTokens, 0),
+  })
   return valid.model.engine.submit(
     valid.prompts.map((p) => p.ids),
     { deadline: valid.deadline, signal: c.req.raw.signal, ...(onDelta ? { onDelta } : {}) },
@@ -134,9 +164,16 @@ export interface AppOptions {
   logger: Logger
   /** The YAML served at /openapi.yaml (generated once by the caller from this app). */
   openapiYaml?: () => string
+  /** Served at /metrics; absent: /metrics is 404. */
+  metrics?: Metrics
 }
 
-export function createApp({ service, logger, openapiYaml }: AppOptions) {
+/** Every path the app serves. */
+const ROUTES = ['/classify', '/explain', '/healthz', '/readyz', '/metrics', '/openapi.yaml', '/']
+/** Served without an API key: probes, the chat page (it asks for the key), the public contract. */
+export const OPEN_ROUTES = ['/healthz', '/readyz', '/', '/openapi.yaml']
+
+export function createApp({ service, logger, openapiYaml, metrics }: AppOptions) {
   const app = new OpenAPIHono({
     defaultHook: (result, c) => {
       if (result.success) return
@@ -147,6 +184,20 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
 
   app.use(requestId())
   app.use(requestLog({ logger }))
+  if (metrics) app.use(httpMetrics({ metrics, routes: ROUTES }))
+  const access = service.access
+  if (access && access.corsOrigins.length > 0) {
+    app.use(
+      cors({
+        origin: access.corsOrigins.includes('*') ? '*' : [...access.corsOrigins],
+        allowMethods: ['GET', 'POST', 'OPTIONS'],
+        allowHeaders: ['Content-Type', 'Authorization', 'Accept', 'X-Request-Id'],
+        exposeHeaders: ['Retry-After', 'X-Request-Id', 'WWW-Authenticate'],
+        maxAge: 600,
+      }),
+    )
+  }
+  if (access && access.apiKeys.length > 0) app.use(bearerAuth({ keys: access.apiKeys, open: OPEN_ROUTES }))
   app.use(
     '*',
     bodyLimit({
@@ -156,6 +207,15 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
       },
     }),
   )
+  // After SIGTERM: no new inference (a load balancer retries elsewhere), and connections close.
+  const draining: MiddlewareHandler = async function draining(c, next) {
+    if (service.lifecycle?.draining) {
+      c.header('Connection', 'close')
+      throw new ApiError('shutting_down', 'the server is shutting down; retry on another instance', 1)
+    }
+    await next()
+  }
+  for (const path of ['/classify', '/explain']) app.use(path, draining, strictJsonBody())
 
   app.openapi(classifyRoute, async (c) => {
     const valid = validateClassify(service.models, service.limits, c.req.valid('json'))
@@ -197,6 +257,7 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
       } catch (e) {
         const err = toApiError(e)
         if (err.code !== 'client_closed_request') logger.warn({ req_id: c.get('requestId'), code: err.code }, 'stream failed')
+        metrics?.rejections.inc({ reason: err.code })
         send('error', err.toJSON())
       }
       await writes
@@ -206,6 +267,10 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
   app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200))
 
   app.openapi(readyRoute, (c) => {
+    if (service.lifecycle?.draining) {
+      const n = service.models.reduce((k, m) => k + (m.engine.numInFlight ?? 0), 0)
+      return c.json(new ApiError('shutting_down', `shutting down: draining ${n} sequences in flight`).toJSON(), 503)
+    }
     const notReady = service.models.filter((m) => !m.engine.ready)
     if (service.models.length === 0 || notReady.length > 0) {
       const which = notReady.map((m) => m.id).join(', ') || 'no model configured'
@@ -219,6 +284,12 @@ export function createApp({ service, logger, openapiYaml }: AppOptions) {
       },
       200,
     )
+  })
+
+  app.openapi(metricsRoute, async (c) => {
+    if (!metrics) return c.json(new ApiError('not_found', 'metrics are not collected here').toJSON(), 404) as never
+    const { body, contentType } = await metrics.render()
+    return c.text(body, 200, { 'Content-Type': contentType })
   })
 
   app.openapi(openapiRoute, (c) => c.body(openapiYaml?.() ?? '', 200, { 'Content-Type': 'application/yaml; charset=utf-8' }))

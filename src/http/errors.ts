@@ -9,9 +9,19 @@ import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { EngineError } from '../engine/client.js'
 
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The error code answered, for the metrics. */
+    errorCode: ErrorCode
+    /** Sizes of an inference request, for the access log (never the texts). */
+    inference: { model: string; texts: number; chars: number; tokens: number }
+  }
+}
+
 /** Every error code, with its HTTP status. */
 export const ERROR_STATUS = {
   malformed_json: 400,
+  unauthorized: 401,
   not_found: 404,
   body_too_large: 413,
   unsupported_media_type: 415,
@@ -24,6 +34,7 @@ export const ERROR_STATUS = {
   internal_error: 500,
   engine_failed: 500,
   not_ready: 503,
+  shutting_down: 503,
   deadline_exceeded: 504,
   /** The client closed the connection first (nginx's 499); nobody receives it, logs do. */
   client_closed_request: 499 as ContentfulStatusCode,
@@ -65,6 +76,8 @@ export function fromEngineError(e: EngineError): ApiError {
       return new ApiError('client_closed_request', e.message)
     case 'engine_failed':
       return new ApiError('engine_failed', e.message)
+    case 'shutting_down':
+      return new ApiError('shutting_down', `${e.message}; retry on another instance`, 1)
   }
 }
 
@@ -90,5 +103,7 @@ export function toApiError(err: unknown): ApiError {
 /** The JSON response for an error, with `Retry-After` where it applies. */
 export function errorResponse(c: Context, err: ApiError): Response {
   if (err.retryAfter !== undefined) c.header('Retry-After', String(err.retryAfter))
+  if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer realm="because"')
+  c.set('errorCode', err.code)
   return c.json(err.toJSON(), err.status)
 }

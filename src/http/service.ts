@@ -10,6 +10,8 @@ import type { PromptEncoder } from '../model/tokenizer.js'
 /** The engine side of a model: `EngineClient`, or a fake in tests. */
 export interface ModelEngine {
   readonly ready: boolean
+  /** Sequences accepted and not finished (for /readyz while draining). */
+  readonly numInFlight?: number
   /** Throws an `EngineError` at once when the request cannot be admitted. */
   submit(prompts: number[][], opts: SubmitOptions): Promise<SequenceResult[]>
 }
@@ -34,4 +36,8 @@ export interface Service {
   runtime: { device: Config['device']; provider: 'cpu' | 'cuda'; threads: number }
   /** The chat page served at `/` (src/page/index.html); absent: 404. */
   pagePath?: string
+  /** API keys (none: no authentication) and CORS origins (none: no CORS headers). */
+  access?: { apiKeys: readonly string[]; corsOrigins: readonly string[] }
+  /** Set once SIGTERM/SIGINT arrived: /readyz is 503 and new inference requests get 503. */
+  lifecycle?: { draining: boolean }
 }

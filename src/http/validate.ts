@@ -33,6 +33,27 @@ export function resolveDeadline(limits: ServiceLimits, timeoutMs: number | undef
   return performance.now() + (timeoutMs ?? limits.timeoutMs)
 }
 
+/**
+ * What a text may not hold: C0 control characters other than tab, newline and carriage return,
+ * DEL, C1 control characters, and unpaired surrogates (a JSON `\ud800` escape is valid JSON but
+ * not text).
+ */
+const FORBIDDEN = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** Rejects a text holding a character of `FORBIDDEN`, naming the field, the character and its index. */
+export function checkCharacters(text: string, field: string): void {
+  const m = FORBIDDEN.exec(text)
+  if (!m) return
+  const codePoint = `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`
+  // Index in characters (code points), as --max-text-chars counts them.
+  const index = [...text.slice(0, m.index)].length
+  const what = /[\uD800-\uDFFF]/.test(m[0]) ? `an unpaired surrogate ${codePoint}` : `control character ${codePoint}`
+  throw new ApiError(
+    'invalid_request',
+    `${field}: ${what} at index ${index} (characters from 0); control characters other than tab, newline and carriage return are not allowed`,
+  )
+}
+
 /** Checks and encodes one text; `field` names it in messages (`text`, `texts[3]`). */
 export function encodeText(model: ServedModel, limits: ServiceLimits, text: string, field: string): EncodedPrompt {
   // Cheap bound first (UTF-16 units >= code points), exact count only when it may matter.
@@ -42,6 +63,7 @@ export function encodeText(model: ServedModel, limits: ServiceLimits, text: stri
       throw new ApiError('text_too_long', `${field}: at most ${limits.maxTextChars} characters, got ${numChars}`)
     }
   }
+  checkCharacters(text, field)
   const prompt = model.encoder.encode(text)
   if (prompt.normalized.trim() === '' || prompt.numTextTokens === 0) {
     throw new ApiError(

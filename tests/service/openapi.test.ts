@@ -21,9 +21,9 @@ describe('openapi.yaml', () => {
 
   it('describes every route and every error code', () => {
     const doc = parse(generated) as { paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, any> } }
-    expect(Object.keys(doc.paths).sort()).toEqual(['/', '/classify', '/explain', '/healthz', '/openapi.yaml', '/readyz'])
+    expect(Object.keys(doc.paths).sort()).toEqual(['/', '/classify', '/explain', '/healthz', '/metrics', '/openapi.yaml', '/readyz'])
     expect(doc.components.schemas.Error.properties.error.properties.code.enum).toEqual(Object.keys(ERROR_STATUS))
     const classify = doc.paths['/classify']!.post as { responses: Record<string, unknown> }
-    expect(Object.keys(classify.responses).sort()).toEqual(['200', '400', '413', '415', '422', '429', '503', '504'])
+    expect(Object.keys(classify.responses).sort()).toEqual(['200', '400', '401', '413', '415', '422', '429', '500', '503', '504'])
   })
 })

@@ -19,7 +19,9 @@ export const requestLog = ({ logger }: { logger: Logger }): MiddlewareHandler =>
     await next()
     const ms = Math.round((performance.now() - start) * 10) / 10
     const status = c.res.status
-    const line = { req_id: c.get('requestId'), method: c.req.method, path: c.req.path, status, ms }
+    // Sizes and ids only: never a text, a header value or a key.
+    const bytes = Number(c.req.header('content-length') ?? '') || undefined
+    const line = { req_id: c.get('requestId'), method: c.req.method, path: c.req.path, status, ms, bytes, ...c.get('inference'), code: c.get('errorCode') }
     if (status >= 500 && status !== 503 && status !== 504) logger.error(line, 'request')
     else logger.info(line, 'request')
   }
