@@ -3,6 +3,7 @@
  * tests that talk to it over HTTP.
  */
 import { pino } from 'pino'
+import type { Logger } from 'pino'
 import { parseConfig } from '../../src/config.js'
 import type { Config } from '../../src/config.js'
 import { startService } from '../../src/server.js'
@@ -12,9 +13,27 @@ export const QRA = 'models/emotion-qra-tiny'
 export const QA = 'models/emotion-qa-tiny'
 export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
 
-export async function startTestService(overrides: Partial<Config> = {}): Promise<RunningService> {
+export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger): Promise<RunningService> {
   const config = { ...parseConfig([], {}), port: 0, threads: 2, device: 'cpu' as const, ...overrides }
-  return startService(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }))
+  return startService(config, logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }))
+}
+
+/** A JSON logger at `level` whose every line lands in `lines` (to check what logs hold). */
+export function captureLogger(level = 'trace'): { logger: Logger; lines: string[] } {
+  const lines: string[] = []
+  const logger = pino({ level }, { write: (line: string) => void lines.push(line) })
+  return { logger, lines }
+}
+
+/** The value of one sample of GET /metrics (labels as written, e.g. `{model="m"}`), or undefined. */
+export function metricValue(text: string, name: string, labels = ''): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue
+    const sp = line.lastIndexOf(' ')
+    const key = line.slice(0, sp)
+    if (key === name + labels) return Number(line.slice(sp + 1))
+  }
+  return undefined
 }
 
 export async function post(
