@@ -3,7 +3,7 @@
  * exits 1 for a bad flag, a missing model file and a tampered one.
  */
 import { execFile } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync, truncateSync, unlinkSync } from 'node:fs'
+import { cpSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, unlinkSync, writeFileSync, writeSync, closeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -62,6 +62,46 @@ describe('start-up failures', () => {
     expect(code).toBe(1)
     expect(stderr.trim().split('\n')).toHaveLength(1)
     expect(stderr).toMatch(/model\.onnx: sha256 .* does not match manifest\.json/)
+  })
+
+  it('a missing model.onnx: one line naming it, exit 1', async () => {
+    const model = copyModel('missing-onnx')
+    unlinkSync(join(model, 'model.onnx'))
+    const { code, stderr } = await start(['--models', model])
+    expect(code).toBe(1)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toContain('model.onnx: missing')
+  })
+
+  it('a tampered model file (same size, one byte changed): one line naming it, exit 1', async () => {
+    const model = copyModel('tampered')
+    const path = join(model, 'model.onnx')
+    const fd = openSync(path, 'r+')
+    const byte = Buffer.alloc(1)
+    readSync(fd, byte, 0, 1, 5000)
+    byte[0] = byte[0]! ^ 0xff
+    writeSync(fd, byte, 0, 1, 5000)
+    closeSync(fd)
+    const { code, stderr } = await start(['--models', model])
+    expect(code).toBe(1)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toMatch(/^because: model .*tampered: .*model\.onnx: sha256 .* does not match manifest\.json/)
+  })
+
+  it('an API keys file that cannot be read, or holds no key: one line without any key, exit 1', async () => {
+    const missing = await start(['--api-keys-file', join(dir, 'nope.txt')])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toBe(`because: --api-keys-file ${join(dir, 'nope.txt')}: cannot read it (ENOENT)\n`)
+    const empty = join(dir, 'empty-keys.txt')
+    writeFileSync(empty, '# keys\n\n')
+    const none = await start([], { API_KEYS_FILE: empty })
+    expect(none.code).toBe(1)
+    expect(none.stderr).toBe(`because: --api-keys-file ${empty}: no keys in it (one per line; # starts a comment)\n`)
+    const spaced = join(dir, 'spaced-keys.txt')
+    writeFileSync(spaced, 'good-key\nsecret with-space\n')
+    const bad = await start(['--api-keys-file', spaced])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toBe(`because: --api-keys-file ${spaced}: line 2: an API key must not contain white space\n`)
   })
 
   it('an explicit --device cuda that cannot load: one line, exit 1', async () => {
