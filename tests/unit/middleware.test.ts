@@ -26,7 +26,7 @@ describe('bearerAuth', () => {
     for (const key of ['alpha', 'beta-2']) {
       expect((await a.request('/x', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '1' })).status).toBe(200)
     }
-    for (const h of [{}, { authorization: 'Bearer alph' }, { authorization: 'Bearer alphaa' }, { authorization: 'alpha' }, { authorization: 'Bearer alpha beta-2' }]) {
+    for (const h of <Record<string, string>[]>[{}, { authorization: 'Bearer alph' }, { authorization: 'Bearer alphaa' }, { authorization: 'alpha' }, { authorization: 'Bearer alpha beta-2' }]) {
       const res = await a.request('/x', { method: 'POST', headers: h, body: '1' })
       expect(res.status).toBe(401)
       expect(res.headers.get('www-authenticate')).toBe('Bearer realm="because"')
