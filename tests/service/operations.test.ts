@@ -173,26 +173,34 @@ describe('/metrics', () => {
   })
 
   it('shows a cancellation: a stream whose client hangs up is counted and leaves the batch within a step', async () => {
+    const engine = svc.engines[0]!
     const before = metricValue(await metrics(), 'because_cancellations_total', MODEL)!
-    const controller = new AbortController()
-    const res = await post(`${url}/explain`, { text: 'i feel like everything is falling apart around me' }, { ...auth(), accept: 'text/event-stream' }, { signal: controller.signal })
-    const reader = res.body!.getReader()
-    let seen = ''
-    while (!seen.includes('event: reasoning')) {
-      const { value, done } = await reader.read()
-      if (done) break
-      seen += new TextDecoder().decode(value)
+    // Hang up right after the first reasoning delta, while the sequence still runs (a loaded
+    // machine may finish a short reasoning first: then try the next text).
+    let hungUp = false
+    for (let attempt = 0; attempt < 5 && !hungUp; attempt++) {
+      const controller = new AbortController()
+      const text = `i feel like everything is falling apart around me and nobody cares ${attempt}`
+      const res = await post(`${url}/explain`, { text }, { ...auth(), accept: 'text/event-stream' }, { signal: controller.signal })
+      const reader = res.body!.getReader()
+      let seen = ''
+      while (!seen.includes('event: reasoning')) {
+        const { value, done } = await reader.read()
+        if (done) break
+        seen += new TextDecoder().decode(value)
+      }
+      hungUp = engine.numInFlight === 1
+      controller.abort()
+      if (!hungUp) await until('the stream to end', () => engine.numInFlight === 0)
     }
-    expect(seen).toContain('event: reasoning')
-    expect(metricValue(await metrics(), 'because_running_sequences', MODEL)).toBe(1)
-    controller.abort()
+    expect(hungUp).toBe(true)
     const t = performance.now()
     await until('the cancellation in /metrics', async () => {
       const m = await metrics()
       return metricValue(m, 'because_cancellations_total', MODEL) === before + 1 && metricValue(m, 'because_running_sequences', MODEL) === 0
     })
     // A decode step of one row takes a few ms; allow a loaded machine's scheduling on top.
-    expect(performance.now() - t).toBeLessThan(1500)
+    expect(performance.now() - t).toBeLessThan(2000)
     const m = await metrics()
     expect(metricValue(m, 'because_sequences_in_flight', MODEL)).toBe(0)
     expect(metricValue(m, 'because_rejections_total', '{reason="client_closed_request"}')).toBeGreaterThanOrEqual(1)
