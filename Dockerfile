@@ -10,7 +10,9 @@
 # Both run the TypeScript sources with tsx exactly as `npm start` does (tsx is a runtime
 # dependency), as `node --import tsx src/main.ts`: the same process the tsx CLI would spawn,
 # without a wrapper between the container's stop signal and the service's graceful shutdown.
-# `--init` gives PID 1 a reaper; the service handles SIGTERM itself. Configuration is the
+# `--init` gives PID 1 a reaper; the service handles SIGTERM itself: it drains for up to
+# DRAIN_TIMEOUT_MS (10 s by default) and exits 0, so stop it with `docker stop -t 15` (docker's
+# default grace is 10 s) or give Kubernetes a terminationGracePeriodSeconds above the drain. Configuration is the
 # environment (HOST, PORT, DEVICE, MODELS, MAX_QUEUE, ...; see the README).
 # The stage order matters: the last stage (cpu) is what a plain `docker build` produces.
 
