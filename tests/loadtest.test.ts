@@ -17,6 +17,7 @@ import {
   countOutcomes,
   evaluateThresholds,
   rssReport,
+  serverCounters,
   statusBucket,
   thresholdValues,
   latencies,
@@ -249,6 +250,12 @@ function outcome(o: Partial<Outcome>): Outcome {
 }
 
 describe('report', () => {
+  it("summarises the server's own counters from /metrics", () => {
+    const lines = ['because_rejections_total{reason="queue_full"} 198', 'because_cancellations_total{model="m"} 2', 'because_worker_restarts_total{model="m"} 0', 'process_cpu_seconds_total 3']
+    expect(serverCounters(lines)).toBe('rejected queue_full 198  cancellations 2  worker_restarts 0')
+    expect(serverCounters(undefined)).toBeUndefined()
+  })
+
   it('buckets statuses', () => {
     expect([0, 200, 204, 400, 413, 429, 500, 503, 504, 302].map(statusBucket)).toEqual([
       'none', '2xx', '2xx', '4xx', '4xx', '429', '5xx', '503', '504', 'other',

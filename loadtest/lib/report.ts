@@ -298,6 +298,8 @@ export function formatResult(r: ResultDoc): string {
       `  rss MiB  start ${r.rss.start_mb}  after 10% ${r.rss.baseline_mb}  end ${r.rss.end_mb}  max ${r.rss.max_mb}  growth ${g >= 0 ? '+' : ''}${g.toFixed(1)}%`,
     )
   }
+  const server = serverCounters(r.target.metrics_after)
+  if (server) lines.push(`  server /metrics  ${server}`)
   if (r.server_exit) {
     const e = r.server_exit
     lines.push(
@@ -316,4 +318,20 @@ export function formatResult(r: ResultDoc): string {
 
 function round4(x: number): number {
   return Math.round(x * 10000) / 10000
+}
+
+/**
+ * One line from the server's own counters after the load (rejections by reason, cancellations,
+ * worker restarts), or undefined when /metrics was not scraped.
+ */
+export function serverCounters(lines: unknown): string | undefined {
+  if (!Array.isArray(lines)) return undefined
+  const parts: string[] = []
+  for (const line of lines as string[]) {
+    const m = /^because_(rejections_total\{reason="([^"]+)"\}|cancellations_total\{[^}]*\}|worker_restarts_total\{[^}]*\}) (\S+)$/.exec(line)
+    if (!m) continue
+    const name = m[2] !== undefined ? `rejected ${m[2]}` : m[1]!.split('{')[0]!.replace('_total', '')
+    parts.push(`${name} ${Number(m[3])}`)
+  }
+  return parts.length > 0 ? parts.join('  ') : undefined
 }
