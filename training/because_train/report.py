@@ -48,6 +48,8 @@ def report(config: Config, out_dir: Path | None = None) -> Path:
     lines += [
         "",
         f"Q->RA minus Q->A: **{delta:+.2f} accuracy points** (the paper: +8.7 on the test split with Llama-3.2-1B).",
+        "What was tried, and why the reasoning may help or not at this scale: the model cards' section",
+        f'"What was tried" (`{config.models_dir}/{rows[1][1]["id"]}/MODEL_CARD.md`).',
         "",
         "For scale (not comparable rows: other models or splits):",
         "",

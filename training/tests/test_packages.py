@@ -55,3 +55,26 @@ def test_evaluate_reproduces_the_model_card(name):
     full = pkg.manifest["metrics"]["validation"]
     assert re.search(rf"accuracy \*\*{full['accuracy']:.4f}\*\*", card)
     assert json.dumps(full["n"]) == "2000"
+
+
+def test_natural_text_gets_the_answer_of_its_plain_form():
+    pkg = load_package(REPO_ROOT / "models" / "emotion-qra-tiny")
+    plain = [
+        "i didnt feel humiliated",
+        "im so happy for you",
+        "i feel scared of the dark",
+        "i cant believe it",
+    ]
+    natural = [
+        "I didn't feel HUMILIATED!!",
+        "I'm SO happy for you 😊",
+        "I feel scared... of the DARK?",
+        "I can’t believe it!",
+    ]
+    from because_train.evaluate import predict, reasoning_text
+
+    a = predict(pkg, plain)
+    b = predict(pkg, natural)
+    for (x, _), (y, _) in zip(a, b, strict=True):
+        assert x.label == y.label and reasoning_text(pkg, x) == reasoning_text(pkg, y)
+        assert abs(x.scores - y.scores).max() < 1e-5
