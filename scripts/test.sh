@@ -13,5 +13,6 @@ PYTHONPATH=training training/.venv/bin/python -m pytest training/tests -q -p no:
 
 echo "== service: typecheck"
 npx tsc --noEmit
+npx tsc -p tests/browser/tsconfig.json
 echo "== service: vitest"
 npx vitest run
