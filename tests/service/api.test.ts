@@ -47,7 +47,7 @@ describe('POST /classify', () => {
     const a = (await (await post(`${url}/classify`, { text: "I'm SO happy 😊!!" })).json()) as Result
     const b = (await (await post(`${url}/classify`, { text: 'im so happy' })).json()) as Result
     expect(a.reasoning).toBe(b.reasoning)
-    expect(a.scores).toEqual(b.scores)
+    for (const [k, v] of Object.entries(b.scores)) expect(a.scores[k as keyof typeof a.scores]).toBeCloseTo(v, 9)
   })
 
   it('serves the qa model by id: no reasoning, a label at once', async () => {
@@ -91,7 +91,8 @@ describe('POST /explain', () => {
     const plain = (await (await post(`${url}/explain`, { text })).json()) as Result & { timings: unknown }
     expect(plain.reasoning).toBe(done.reasoning)
     expect(plain.label).toBe(label.label)
-    expect(plain.scores).toEqual(label.scores)
+    // Other tests' requests may share the batch: logits then differ in the last float bits.
+    for (const [k, v] of Object.entries(label.scores)) expect(plain.scores[k as keyof typeof plain.scores]).toBeCloseTo(v, 9)
     expect(plain.timings).toBeDefined()
     const classified = (await (await post(`${url}/classify`, { text })).json()) as Result
     expect(classified.reasoning).toBe(done.reasoning)
