@@ -31,6 +31,8 @@ export interface Outcome {
   /** Why it is not `ok`: network, client_timeout, abandoned, http_<status>, bad_body:<what>,
    *  sse_error:<code>, stream_cut. */
   reason?: string
+  /** For `network`: the cause's code, when it has one (counted apart as `network:<code>`). */
+  detail?: string
   texts: number
   /** explain: first non-empty reasoning delta, and the label event, from the send. */
   ttft_ms?: number
@@ -118,6 +120,9 @@ export async function sendRequest(spec: RequestSpec): Promise<Outcome> {
     } else {
       out.cls = 'failed'
       out.reason = 'network'
+      // The cause's code (ECONNRESET, UND_ERR_CONNECT_TIMEOUT, ...) says where it broke.
+      const cause = (err as { cause?: { code?: unknown } }).cause
+      if (typeof cause?.code === 'string') out.detail = cause.code
     }
   } finally {
     clearTimeout(timer)

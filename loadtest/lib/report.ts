@@ -53,6 +53,7 @@ export function countOutcomes(outcomes: readonly Outcome[], dropped = 0): Counts
     if (o.cls === 'ok') c.texts_ok += o.texts
     c.status[statusBucket(o.status)]++
     if (o.reason) c.reasons[o.reason] = (c.reasons[o.reason] ?? 0) + 1
+    if (o.reason && o.detail) c.reasons[`${o.reason}:${o.detail}`] = (c.reasons[`${o.reason}:${o.detail}`] ?? 0) + 1
     for (const v of o.contract_violations ?? []) {
       c.contract_violations[v] = (c.contract_violations[v] ?? 0) + 1
     }
