@@ -79,6 +79,14 @@ describe('FLOP counting', () => {
     expect(f.total).toBe(f.linear + f.attention)
   })
 
+  it('can count the output projection only where logits are used', () => {
+    const all = flopsPerClassification(TINY, 10, 5)
+    const needed = flopsPerClassification(TINY, 10, 5, { allLogits: false })
+    // logits used at 7 positions (last prompt token, 5 reasoning tokens, marker) instead of 16
+    expect(all.linear - needed.linear).toBe(2 * 256 * 4096 * (16 - 7))
+    expect(needed.attention).toBe(all.attention)
+  })
+
   it('is close to 2 x parameters x tokens for a short sequence', () => {
     const params = 4_204_800
     const f = flopsPerClassification(TINY, 17, 28)

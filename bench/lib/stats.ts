@@ -87,12 +87,22 @@ export interface Flops {
  * FLOPs (one multiply-add = 2) of one classification with a KV cache: the prompt's `promptTokens`
  * (template tokens included) in prefill, then each of `reasoningTokens` fed back, then the marker,
  * whose logits score the labels. Token `t` (0-based) attends to `t + 1` positions. The graph
- * computes logits at every prefill position, so the output projection counts for every token.
+ * computes logits at every prefill position, so by default the output projection counts for every
+ * token; `allLogits: false` counts it only where the logits are used (the least work possible).
  * Element-wise work (norms, rotary, softmax, SiLU) is left out: well under 1% at these sizes.
  */
-export function flopsPerClassification(s: ModelShape, promptTokens: number, reasoningTokens: number): Flops {
+export function flopsPerClassification(
+  s: ModelShape,
+  promptTokens: number,
+  reasoningTokens: number,
+  opts: { allLogits?: boolean } = {},
+): Flops {
   const tokens = promptTokens + reasoningTokens + 1
-  const linear = 2 * matmulWeights(s) * tokens
+  // With `allLogits: false`, only the positions whose logits are used: the last prompt position,
+  // every reasoning token fed back, the marker.
+  const logitPositions = (opts.allLogits ?? true) ? tokens : reasoningTokens + 2
+  const head = s.hiddenSize * s.vocabSize
+  const linear = 2 * (matmulWeights(s) - head) * tokens + 2 * head * logitPositions
   // Per layer and attended position: q.k (2 x heads x head_dim) and p.v (the same).
   const positions = (tokens * (tokens + 1)) / 2
   const attention = s.numLayers * 4 * s.numAttentionHeads * s.headDim * positions
