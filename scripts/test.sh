@@ -14,5 +14,6 @@ PYTHONPATH=training training/.venv/bin/python -m pytest training/tests -q -p no:
 echo "== service: typecheck"
 npx tsc --noEmit
 npx tsc -p tests/browser/tsconfig.json
+npx tsc -p bench
 echo "== service: vitest"
 npx vitest run
