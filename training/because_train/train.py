@@ -162,7 +162,8 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     size = scratch_size(config.model.base)
     if size is None:
         raise SystemExit(
-            "hub base models: see `because_train.modeling.build_lora`; run them with a GPU (issue notes)"
+            f"model.base = {config.model.base!r}: only scratch:<size> classifiers are trained so far; a hub base "
+            "with LoRA (modeling.build_lora) is not wired into train/export yet"
         )
     tokenizer_dir = build_tokenizer(config, augmented)
     spec = prompt_spec(config, tokenizer_dir)
