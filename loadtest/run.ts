@@ -59,19 +59,9 @@ export function isLoopbackUrl(raw: string): boolean {
   return h === 'localhost' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }
 
-/** Texts from JSON lines (`{"text": ...}`) or plain lines; blank lines skipped. */
-export function parseTextsFile(content: string): string[] {
-  const out: string[] = []
-  for (const line of content.split(/\r?\n/)) {
-    const t = line.trim()
-    if (t === '') continue
-    if (t.startsWith('{')) {
-      const j = JSON.parse(t) as { text?: unknown }
-      if (typeof j.text === 'string' && j.text.trim() !== '') out.push(j.text)
-    } else out.push(t)
-  }
-  return out
-}
+import { parseTexts as parseTextsFile } from './lib/texts.js'
+
+export { parseTextsFile }
 
 function fail(msg: string): never {
   process.stderr.write(`loadtest: ${msg}\n`)

@@ -205,19 +205,7 @@ export function requestsForLevel(fixed: number | null, warmupRate: number, secon
   return Math.max(byTime, 8 * concurrency, 20)
 }
 
-/** Texts from JSON lines (`{"text": ...}`) or plain lines; blank lines skipped. */
-export function parseTexts(content: string): string[] {
-  const out: string[] = []
-  for (const line of content.split(/\r?\n/)) {
-    const t = line.trim()
-    if (t === '') continue
-    if (t.startsWith('{')) {
-      const j = JSON.parse(t) as { text?: unknown }
-      if (typeof j.text === 'string' && j.text.trim() !== '') out.push(j.text)
-    } else out.push(t)
-  }
-  return out
-}
+export { parseTexts } from '../../loadtest/lib/texts.js'
 
 /** A number with `digits` significant figures at most, thousands grouped: 1234.5 -> "1,235". */
 export function fmt(x: number, digits = 3): string {

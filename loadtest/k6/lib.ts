@@ -51,6 +51,7 @@ const rejections = new Rate('rejections')
 /** Accepted but not completed: SSE error event, stream without done, client timeout. */
 const unfinished = new Counter('unfinished')
 
+// k6 runs its own JavaScript runtime, not Node: the same parser as loadtest/lib/texts.ts, kept here.
 export function parseTexts(content: string): string[] {
   const out: string[] = []
   for (const line of content.split(/\r?\n/)) {
