@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RunningService } from '../../src/server.js'
-import { QRA, expectValidResult, parseSse, post, readSse, startTestService } from '../support/service.js'
+import { QRA, expectValidResult, parseSse, post, readSse, readUntilFirstReasoning, startTestService } from '../support/service.js'
 import type { Result } from '../support/service.js'
 
 let svc: RunningService
@@ -105,13 +105,7 @@ describe('cancellation', () => {
     const controller = new AbortController()
     const res = await post(`${url}/explain`, { text: texts[7] }, { accept: 'text/event-stream' }, { signal: controller.signal })
     // Read until the first reasoning delta, then hang up.
-    const reader = res.body!.getReader()
-    let seen = ''
-    while (!seen.includes('event: reasoning')) {
-      const { value, done } = await reader.read()
-      if (done) break
-      seen += new TextDecoder().decode(value)
-    }
+    const seen = await readUntilFirstReasoning(res)
     controller.abort()
     const t = performance.now()
     while ((engine.numInFlight > 0 || engine.numRunning > 0) && performance.now() - t < 2000) {

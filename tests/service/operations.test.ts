@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RunningService } from '../../src/server.js'
-import { QRA, captureLogger, expectValidResult, metricValue, post, readSse, startTestService } from '../support/service.js'
+import { QRA, captureLogger, expectValidResult, metricValue, post, readSse, readUntilFirstReasoning, startTestService } from '../support/service.js'
 import type { Result } from '../support/service.js'
 
 const KEY = 'sk-test-4f8a1c9e2b7d4e6f'
@@ -182,13 +182,7 @@ describe('/metrics', () => {
       const controller = new AbortController()
       const text = `i feel like everything is falling apart around me and nobody cares ${attempt}`
       const res = await post(`${url}/explain`, { text }, { ...auth(), accept: 'text/event-stream' }, { signal: controller.signal })
-      const reader = res.body!.getReader()
-      let seen = ''
-      while (!seen.includes('event: reasoning')) {
-        const { value, done } = await reader.read()
-        if (done) break
-        seen += new TextDecoder().decode(value)
-      }
+      await readUntilFirstReasoning(res)
       hungUp = engine.numInFlight === 1
       controller.abort()
       if (!hungUp) await until('the stream to end', () => engine.numInFlight === 0)

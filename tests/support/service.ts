@@ -61,6 +61,18 @@ export async function readSse(res: Response): Promise<SseEvent[]> {
   return parseSse(text)
 }
 
+/** Reads a stream until its first `reasoning` event has arrived; the body stays open. Returns what was read. */
+export async function readUntilFirstReasoning(res: Response): Promise<string> {
+  const reader = res.body!.getReader()
+  let seen = ''
+  while (!seen.includes('event: reasoning')) {
+    const { value, done } = await reader.read()
+    if (done) break
+    seen += new TextDecoder().decode(value)
+  }
+  return seen
+}
+
 export function parseSse(text: string): SseEvent[] {
   const events: SseEvent[] = []
   for (const block of text.split('\n\n')) {

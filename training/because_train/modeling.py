@@ -70,13 +70,14 @@ def build_lora(base: str, vocab_size: int, r: int, dtype: torch.dtype) -> PreTra
     return get_peft_model(model, lora)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, setting: str = "train.device") -> torch.device:
+    """The torch device a `device` setting names; `setting` is its config key, for the messages."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"{setting} must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
-            "--device cuda: no CUDA device is visible to torch (torch.cuda.is_available() is False)"
-        )
+        raise RuntimeError(f"{setting} is 'cuda' but torch sees no CUDA device")
     return torch.device(name)
 
 

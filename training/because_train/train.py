@@ -158,7 +158,10 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     torch.manual_seed(config.seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    device = pick_device(config.train.device)
+    try:
+        device = pick_device(config.train.device)
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(str(e)) from None
     size = scratch_size(config.model.base)
     if size is None:
         raise SystemExit(

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from because_train.config import LlmConfig
+from because_train.modeling import pick_device
 from because_train.provenance import sha256_file, write_provenance
 from because_train.rgen import RgenItem
 from because_train.rgen.triples import Triple, load_triples, resolve_source
@@ -76,16 +77,6 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("rgen.llm.device is 'cuda' but torch sees no CUDA device")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"rgen.llm.device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
 class Progress:
     """One line on stderr every few seconds: step, loss, rows/s."""
 
@@ -121,7 +112,7 @@ class LlmReasoningGenerator:
         self.checkpoint_every = checkpoint_every
         self.name = f"llm:{cfg.base}"
         self.source = resolve_source(cfg.data)
-        self.device = pick_device(cfg.device)
+        self.device = pick_device(cfg.device, "rgen.llm.device")
         self.bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.stats: dict[str, Any] = {"generated": 0, "fallback": 0, "truncated": 0}
         self.progress = True
