@@ -21,6 +21,9 @@ class EvidenceConfig:
     folds: int = 5  # cross-fitting: a row's rationale comes from a teacher that never saw it
     max_phrases: int = 3
     contrary_margin: float = 0.5  # how strong a cue for another label must be to be mentioned
+    # gold: quote the evidence for the gold label, then name it; lead: name it, then quote; survey:
+    # quote the strongest cues for any label, each tagged, then conclude (rgen/evidence.py)
+    style: str = "gold"
 
 
 @dataclass

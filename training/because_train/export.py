@@ -171,7 +171,7 @@ def export(config: Config, kind: str) -> Path:
     tok_dir = config.run / "tokenizer"
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tok_dir / name, out / name)
-    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.architectures = [type(model).__name__]
     cfg.use_cache = True
     cfg.save_pretrained(out)  # config.json
     gen = {

@@ -1,9 +1,10 @@
 """Building the classifier: a Llama trained from scratch, or a hub model adapted with LoRA."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers import LlamaConfig, LlamaForCausalLM
 
 
 @dataclass(frozen=True)
@@ -51,23 +52,46 @@ def build_scratch(
     return LlamaForCausalLM(config)
 
 
-def build_lora(base: str, vocab_size: int, r: int, dtype: torch.dtype) -> PreTrainedModel:
-    """A hub causal LM with LoRA adapters on the attention and MLP projections."""
+def build_lora(base: str, vocab_size: int, r: int, dtype: torch.dtype, new_token_ids: list[int]) -> Any:
+    """A hub causal LM with LoRA adapters on every linear layer but the output head.
+
+    The rows of the tokens this project added (separator, marker) are trained in the input
+    embedding and, where the model does not tie them, in the output head: no other row changes.
+    """
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     if model.get_input_embeddings().weight.shape[0] < vocab_size:
-        model.resize_token_embeddings(vocab_size)  # the added separator and marker tokens
+        model.resize_token_embeddings(vocab_size)
+    names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+    tokens = {names[id(model.get_input_embeddings())]: new_token_ids}
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not model.get_input_embeddings().weight:
+        tokens[names[id(head)]] = new_token_ids
     lora = LoraConfig(
         r=r,
         lora_alpha=2 * r,
         lora_dropout=0.05,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        modules_to_save=["embed_tokens", "lm_head"],  # new tokens need trainable rows
+        target_modules="all-linear",
+        trainable_token_indices=tokens,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters training changes: all of a scratch model, the adapters of a LoRA one."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing = set(trainable_state(model)) - set(state)
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys or missing:
+        raise ValueError(
+            f"checkpoint does not fit the model: unexpected {result.unexpected_keys[:3]}, missing {sorted(missing)[:3]}"
+        )
 
 
 def pick_device(name: str, setting: str = "train.device") -> torch.device:

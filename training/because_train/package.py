@@ -55,14 +55,17 @@ def load_package(path: str | Path, threads: int = 0) -> Package:
         raise PackageError(f"{path}: no manifest.json; is this a model package folder?") from None
     verify_files(path, manifest)
     p = manifest["prompt"]
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     spec = PromptSpec(
-        tokenizer=Tokenizer.from_file(str(path / "tokenizer.json")),
+        tokenizer=tok,
         normalize=p["normalize"],
         template=p["template"],
         marker=p["marker"],
         eos=p["eos"],
         labels=manifest["labels"],
         label_texts=manifest["label_texts"],
+        bos=tok.id_to_token(manifest["special_tokens"]["bos"]),
+        pad=tok.id_to_token(manifest["special_tokens"]["pad"]),
     )
     session = onnx_session(path / manifest["onnx"]["file"], threads)
     return Package(path, manifest, spec, session)

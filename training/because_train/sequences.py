@@ -24,6 +24,8 @@ class PromptSpec:
     eos: str
     labels: list[str]
     label_texts: list[str]
+    bos: str = "<|bos|>"
+    pad: str = "<|pad|>"
     specials: dict[str, int] = field(init=False)
     prefix: list[int] = field(init=False)
     suffix: list[int] = field(init=False)
@@ -35,9 +37,9 @@ class PromptSpec:
         self.suffix = self.tokenizer.encode(after, add_special_tokens=False).ids
         added = {t.content: i for i, t in self.tokenizer.get_added_tokens_decoder().items() if t.special}
         self.specials = {
-            "bos": added.get("<|bos|>", -1),
+            "bos": added.get(self.bos, -1),
             "eos": self.tokenizer.token_to_id(self.eos),
-            "pad": added.get("<|pad|>", -1),
+            "pad": added.get(self.pad, -1),
             "sep": added.get("<|sep|>", -1),
             "marker": self.tokenizer.token_to_id(self.marker),
         }
@@ -70,10 +72,10 @@ class PromptSpec:
         reasoning = reasoning_ids or []
         ids = self.prefix + text_ids + self.suffix + reasoning + [self.specials["marker"]]
         roles = [PROMPT] * len(self.prefix) + [TEXT] * len(text_ids) + [PROMPT] * len(self.suffix)
-        # Where the reasoning names the gold emotion it takes its decision: that token weighs as
-        # much as the label itself. The marker is the reasoning's last token.
+        # Where the reasoning last names the gold emotion it takes its decision: that token weighs
+        # as much as the label itself. The marker is the reasoning's last token.
         label_token = self.label_ids[label][0]
-        named = reasoning.index(label_token) if label_token in reasoning else -1
+        named = len(reasoning) - 1 - reasoning[::-1].index(label_token) if label_token in reasoning else -1
         roles += [LABEL if k == named else REASONING for k in range(len(reasoning))] + [REASONING]
         ids += self.label_ids[label] + [self.specials["eos"]]
         roles += [LABEL] * len(self.label_ids[label]) + [REASONING]

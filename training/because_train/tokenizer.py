@@ -1,8 +1,10 @@
-"""The byte-level BPE tokenizer of a scratch model, and how text becomes ids without special tokens."""
+"""The classifier's tokenizer (a byte-level BPE trained for a scratch model, or a hub model's own
+with the markers added), and how text becomes ids without special tokens."""
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -40,6 +42,51 @@ def save_hf_files(tok: Tokenizer, out: Path, model_max_length: int) -> None:
         "add_eos_token": False,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_specials(out, BOS, EOS, PAD, [])
+
+
+def save_specials(out: Path, bos: str, eos: str, pad: str, added: list[int]) -> None:
+    """specials.json: the strings the prompt uses for bos, eos and pad, and the ids this project added."""
+    doc = {"bos": bos, "eos": eos, "pad": pad, "added_ids": added}
+    (out / "specials.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def load_specials(tokenizer_dir: Path) -> dict[str, Any]:
+    path = tokenizer_dir / "specials.json"
+    if not path.exists():  # runs made before hub bases existed: a scratch tokenizer
+        return {"bos": BOS, "eos": EOS, "pad": PAD, "added_ids": []}
+    return dict(json.loads(path.read_text()))
+
+
+def prepare_hub_tokenizer(base: str, out: Path, model_max_length: int) -> None:
+    """The hub model's own tokenizer, with `<|sep|>` and `<|label|>` added as special tokens (and
+    `<|bos|>`, `<|eos|>`, `<|pad|>` where the model has none), saved in Hugging Face format."""
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    spec = json.loads(tok.backend_tokenizer.to_str()) if tok.is_fast else {}
+    model_type = (spec.get("model") or {}).get("type")
+    decoder = (spec.get("decoder") or {}).get("type")
+    if model_type != "BPE" or decoder != "ByteLevel":
+        raise SystemExit(
+            f"model.base = {base!r}: its tokenizer is {model_type or 'not a fast tokenizer'} with a "
+            f"{decoder} decoder; the service streams byte-level BPE only (GPT-2, Llama 3, Qwen 2, SmolLM style)"
+        )
+    before = len(tok)
+    missing = {
+        name: text
+        for name, text in (("bos_token", BOS), ("eos_token", EOS), ("pad_token", PAD))
+        if getattr(tok, name) is None
+    }
+    if missing:
+        tok.add_special_tokens(missing)
+    tok.add_tokens([AddedToken(SEP, special=True), AddedToken(MARKER, special=True)], special_tokens=True)
+    tok.model_max_length = model_max_length
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(out))
+    added = sorted(set(range(before, len(tok))) | {tok.convert_tokens_to_ids(t) for t in missing.values()})
+    save_specials(out, tok.bos_token, tok.eos_token, tok.pad_token, added)
 
 
 def encode_plain(tok: Tokenizer, text: str, specials: Iterable[str]) -> list[int]:

@@ -22,13 +22,28 @@ from because_train.config import Config, as_dict
 from because_train.data import read_jsonl
 from because_train.decode import decode_batch
 from because_train.metrics import classification_metrics
-from because_train.modeling import build_lora, build_scratch, count_parameters, pick_device, scratch_size
+from because_train.modeling import (
+    build_lora,
+    build_scratch,
+    count_parameters,
+    load_trainable,
+    pick_device,
+    scratch_size,
+    trainable_state,
+)
 from because_train.provenance import write_provenance
 from because_train.runtime import torch_forward
 from because_train.sequences import LABEL, PROMPT, REASONING, TEXT, PromptSpec
-from because_train.tokenizer import MARKER, SEP, SPECIALS, save_hf_files, train_bpe
+from because_train.tokenizer import (
+    MARKER,
+    SEP,
+    SPECIALS,
+    load_specials,
+    prepare_hub_tokenizer,
+    save_hf_files,
+    train_bpe,
+)
 
-TEMPLATE = "<|bos|>{text}<|sep|>"
 LABEL_TEXTS = [" " + label for label in LABELS]
 
 
@@ -37,16 +52,22 @@ def log(msg: str) -> None:
 
 
 def build_tokenizer(config: Config, augmented: Path) -> Path:
-    """The scratch tokenizer, trained once on the training texts and reasonings; shared by both kinds."""
+    """The tokenizer both kinds share: a scratch one, trained once on the training texts and
+    reasonings, or the hub model's own with the markers added."""
     out = config.run / "tokenizer"
     if (out / "tokenizer.json").exists():
+        return out
+    max_length = config.model.max_input_tokens + config.model.max_reasoning_tokens + 8
+    if scratch_size(config.model.base) is None:
+        prepare_hub_tokenizer(config.model.base, out, max_length)
+        log(f"tokenizer: {config.model.base}'s own, markers added -> {out}")
         return out
     from because_train.normalize import normalize
 
     rows = read_jsonl(augmented / "train.jsonl")
     corpus = [normalize(r["text"], "lower-alnum-v1") for r in rows] + [" " + r["reasoning"] for r in rows]
     tok = train_bpe(corpus, config.model.vocab_size)
-    save_hf_files(tok, out, config.model.max_input_tokens + config.model.max_reasoning_tokens + 8)
+    save_hf_files(tok, out, max_length)
     log(f"tokenizer: {tok.get_vocab_size()} tokens -> {out}")
     return out
 
@@ -55,15 +76,21 @@ def prompt_spec(config: Config, tokenizer_dir: Path) -> PromptSpec:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    return PromptSpec(
-        tokenizer=tok,
-        normalize="lower-alnum-v1",
-        template=TEMPLATE,
-        marker=MARKER,
-        eos="<|eos|>",
-        labels=list(LABELS),
-        label_texts=LABEL_TEXTS,
-    )
+    specials = load_specials(tokenizer_dir)
+    try:
+        return PromptSpec(
+            tokenizer=tok,
+            normalize="lower-alnum-v1",
+            template=specials["bos"] + "{text}" + SEP,
+            marker=MARKER,
+            eos=specials["eos"],
+            labels=list(LABELS),
+            label_texts=LABEL_TEXTS,
+            bos=specials["bos"],
+            pad=specials["pad"],
+        )
+    except ValueError as e:
+        raise SystemExit(f"{tokenizer_dir / 'tokenizer.json'}: {e}") from None
 
 
 @dataclass
@@ -109,6 +136,13 @@ def collate(
         mask[row, : len(ex.ids)] = 1
         w[row, : len(ex.ids)] = torch.tensor([weights[r] for r in ex.roles])
     return ids, mask, w
+
+
+def train_dtype(device: torch.device) -> torch.dtype:
+    """bf16 for a hub model on a GPU that has it; float32 everywhere else."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 def lr_at(step: int, total: int, config: Config) -> float:
@@ -163,11 +197,6 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     except (ValueError, RuntimeError) as e:
         raise SystemExit(str(e)) from None
     size = scratch_size(config.model.base)
-    if size is None:
-        raise SystemExit(
-            f"model.base = {config.model.base!r}: only scratch:<size> classifiers are trained so far; a hub base "
-            "with LoRA (modeling.build_lora) is not wired into train/export yet"
-        )
     tokenizer_dir = build_tokenizer(config, augmented)
     spec = prompt_spec(config, tokenizer_dir)
     train_rows = read_jsonl(augmented / "train.jsonl")
@@ -177,10 +206,23 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     train_ex = make_examples(spec, train_rows, kind, config.model.max_input_tokens)
     val_ex = make_examples(spec, val_rows, kind, config.model.max_input_tokens)
     max_len = max(len(e.ids) for e in train_ex)
-    model = build_scratch(size, spec.tokenizer.get_vocab_size(), spec.specials, 2 * max(256, max_len))
+    vocab = spec.tokenizer.get_vocab_size()
+    if size is not None:
+        model = build_scratch(size, vocab, spec.specials, 2 * max(256, max_len))
+        hub: dict[str, Any] | None = None
+    else:
+        hub = {
+            "base": config.model.base,
+            "vocab_size": vocab,
+            "lora_r": config.model.lora_r,
+            "added_ids": load_specials(tokenizer_dir)["added_ids"],
+        }
+        model = build_lora(hub["base"], vocab, hub["lora_r"], train_dtype(device), hub["added_ids"])
     model.to(device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(
-        f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters, {len(train_ex)} train / {len(val_ex)} validation rows, "
+        f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M trained), "
+        f"{len(train_ex)} train / {len(val_ex)} validation rows, "
         f"{sum(len(e.ids) for e in train_ex) / len(train_ex):.1f} tokens a row, device {device}"
     )
     weights = {
@@ -189,8 +231,9 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         REASONING: 1.0,
         LABEL: config.train.label_loss_weight,
     }
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": config.train.weight_decay},
@@ -206,7 +249,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     last = out / "last.pt"
     if last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
+        load_trainable(model, ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
         rng = np.random.default_rng(config.seed + state["epoch"])
@@ -235,7 +278,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             loss = (ce * tw).sum() / tw.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             state["step"] += 1
             tokens += int(mask.sum())
@@ -267,14 +310,15 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             state["best"], state["best_epoch"] = metrics["accuracy"], epoch
             torch.save(
                 {
-                    "model": model.state_dict(),
+                    "model": trainable_state(model),
                     "config": model.config.to_dict(),
+                    "hub": hub,
                     "epoch": epoch,
                     "metrics": metrics,
                 },
                 out / "best.pt",
             )
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, last)
+        torch.save({"model": trainable_state(model), "optimizer": opt.state_dict(), "state": state}, last)
         (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
     write_provenance(
         out / "provenance.json",
@@ -295,8 +339,17 @@ def load_trained(config: Config, kind: str) -> tuple[Any, PromptSpec, dict[str, 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     ckpt = torch.load(config.run / kind / "best.pt", map_location="cpu", weights_only=False)
-    model = LlamaForCausalLM(LlamaConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    hub = ckpt.get("hub")
+    if hub is None:
+        model = LlamaForCausalLM(LlamaConfig.from_dict(ckpt["config"]))
+        load_trainable(model, ckpt["model"])
+    else:
+        # The base again, the trained adapters on it, then merged: a plain model for the export.
+        peft_model = build_lora(
+            hub["base"], hub["vocab_size"], hub["lora_r"], torch.float32, hub["added_ids"]
+        )
+        load_trainable(peft_model, ckpt["model"])
+        model = peft_model.merge_and_unload()
     model.eval()
     return model, prompt_spec(config, config.run / "tokenizer"), ckpt
 

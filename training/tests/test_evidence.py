@@ -67,3 +67,41 @@ def test_contrary_cue_follows_the_conclusion():
 
     text = render(Evidence(["boring"], ("super", 1)), "sadness", LABELS, seed=1, key="k")
     assert text.index("sadness") < text.index('"super"') and text.endswith(("hints at joy.", "(joy)."))
+
+
+def _fitted_with(items, style: str) -> EvidenceReasoningGenerator:
+    gen = EvidenceReasoningGenerator(EvidenceConfig(folds=3, style=style), seed=7, labels=LABELS)
+    gen.fit(items)
+    return gen
+
+
+def _named(reasoning: str) -> list[str]:
+    """Emotions named outside quotes, in order."""
+    bare = re.sub(r'"[^"]*"', "", reasoning)
+    return [w for w in re.findall(r"[a-z]+", bare) if w in LABELS]
+
+
+def test_survey_chooses_cues_without_the_gold_label_and_concludes_with_it(items):
+    gen = _fitted_with(items, "survey")
+    for it in items[:200]:
+        [mine] = gen.generate([it])
+        other = LABELS[(LABELS.index(it.label) + 1) % len(LABELS)]
+        [flipped] = gen.generate([RgenItem(it.key, it.text, other)])
+        assert re.findall(r'"[^"]*" \(\w+\)', mine) == re.findall(r'"[^"]*" \(\w+\)', flipped)
+        assert _named(mine)[-1] == it.label and _named(flipped)[-1] == other
+        for q in re.findall(r'"([^"]+)"', mine):
+            assert re.search(rf"(^| ){re.escape(q)}( |$)", it.text), (q, it.text)
+
+
+def test_lead_names_the_gold_emotion_first_then_the_same_evidence(items, fitted):
+    gen = _fitted_with(items, "lead")
+    for it, gold_style, lead in zip(
+        items[:200], fitted.generate(items[:200]), gen.generate(items[:200]), strict=True
+    ):
+        assert _named(lead)[0] == it.label, lead
+        assert re.findall(r'"[^"]*"', lead) == re.findall(r'"[^"]*"', gold_style)
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="gold, lead or survey"):
+        EvidenceReasoningGenerator(EvidenceConfig(style="chatty"), seed=1, labels=LABELS)

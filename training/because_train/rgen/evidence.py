@@ -1,8 +1,11 @@
 """The offline R-Gen: grounded rationales from a cross-fitted TF-IDF + logistic-regression teacher.
 
-For a (text, gold label) pair it quotes the 1-3 phrases of the text that carry the most evidence
-for the gold label, names the emotion, and then mentions the strongest cue for another emotion where
-the text has one. The rationale of a training row comes from a teacher fitted on the other folds, so it
+Three styles. `gold`: for a (text, gold label) pair it quotes the 1-3 phrases of the text that carry
+the most evidence for the gold label, names the emotion, and then mentions the strongest cue for
+another emotion where the text has one. `lead`: the same evidence, with the emotion named first.
+`survey`: it quotes the 1-3 phrases that carry the most
+evidence for any emotion, chosen without looking at the gold label, tags each with the emotion the
+teacher reads in it, and only then concludes with the gold label. The rationale of a training row comes from a teacher fitted on the other folds, so it
 never explains a row the teacher memorised; validation rows get the teacher fitted on all of train.
 Phrasings vary by row, chosen by a hash of (seed, row key): the same seed gives the same text.
 """
@@ -32,6 +35,20 @@ CONTRARY = (
     ", despite {quote} ({other}).",
 )
 NO_CUE = "no single phrase stands out; the overall tone suggests {label}."
+# Survey style: the cues as the teacher reads them, then the conclusion as the last emotion named.
+SURVEY = (
+    "cues: {cues}; overall, {label}.",
+    "the text has {cues}. taken together: {label}.",
+    "{cues}; so the writer feels {label}.",
+)
+# Lead style: the same evidence as `gold`, the emotion named before it.
+LEAD = (
+    "reads as {label}: the {words} {quotes} {point} to it.",
+    "{label}, because of {quotes}.",
+    "this is {label}; key {cues}: {quotes}.",
+)
+LEAD_NO_CUE = "reads as {label}: no single phrase stands out, the overall tone does."
+SURVEY_NO_CUE = "no phrase stands out; overall, {label}."
 # Words that occur in nearly every row of this data: quoting them explains nothing.
 FILLER = frozenset(ENGLISH_STOP_WORDS) | {
     "feel",
@@ -113,6 +130,32 @@ class Teacher:
                     best, contrary = s, (" ".join(words[i:e]), other)
         return Evidence(spans=spans, contrary=None if contrary is None else (contrary[0], contrary[1]))
 
+    def survey(self, text: str, max_phrases: int) -> list[tuple[str, int]]:
+        """The 1-`max_phrases` phrases with the most evidence for any label, each with that label,
+        in text order; the gold label plays no part in the choice."""
+        words = text.split()
+        weights = self.vectorizer.transform([text])
+        value = {j: v for j, v in zip(weights.indices, weights.data, strict=True)}
+        scored: list[tuple[float, int, int, int]] = []
+        for n in (1, 2):
+            for i in range(len(words) - n + 1):
+                gram = words[i : i + n]
+                j = self.vocab.get(" ".join(gram))
+                if j is None or all(w in FILLER for w in gram):
+                    continue
+                contrib = float(value.get(j, 0.0)) * self.relative[:, j]
+                best = int(np.argmax(contrib))
+                scored.append((float(contrib[best]), i, i + n, best))
+        scored.sort(key=lambda g: (-g[0], g[1]))
+        chosen: list[tuple[int, int, int]] = []
+        for score, i, e, label in scored:
+            if score <= 0 or score < WEAK * scored[0][0] or len(chosen) == max_phrases:
+                break
+            if any(i < ce and cs < e for cs, ce, _ in chosen):
+                continue
+            chosen.append((i, e, label))
+        return [(" ".join(words[i:e]), label) for i, e, label in sorted(chosen)]
+
 
 def merge_adjacent(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Touching word spans become one quote: "didnt feel" + "humiliated" -> "didnt feel humiliated"."""
@@ -130,13 +173,16 @@ def _choice(seed: int, key: str, salt: str, n: int) -> int:
     return int.from_bytes(digest[:8], "big") % n
 
 
-def render(evidence: Evidence, label: str, labels: Sequence[str], seed: int, key: str) -> str:
+def render(
+    evidence: Evidence, label: str, labels: Sequence[str], seed: int, key: str, lead: bool = False
+) -> str:
     if not evidence.spans:
-        return NO_CUE.format(label=label)
+        return (LEAD_NO_CUE if lead else NO_CUE).format(label=label)
     quoted = [f'"{s}"' for s in evidence.spans]
     quotes = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
     one = len(quoted) == 1
-    body = TEMPLATES[_choice(seed, key, "t", len(TEMPLATES))].format(
+    templates = LEAD if lead else TEMPLATES
+    body = templates[_choice(seed, key, "t", len(templates))].format(
         quotes=quotes,
         label=label,
         words="word" if one else "words",
@@ -151,10 +197,19 @@ def render(evidence: Evidence, label: str, labels: Sequence[str], seed: int, key
     return body.removesuffix(".") + tail
 
 
+def render_survey(cues: list[tuple[str, int]], label: str, labels: Sequence[str], seed: int, key: str) -> str:
+    if not cues:
+        return SURVEY_NO_CUE.format(label=label)
+    listed = ", ".join(f'"{span}" ({labels[c]})' for span, c in cues)
+    return SURVEY[_choice(seed, key, "s", len(SURVEY))].format(cues=listed, label=label)
+
+
 class EvidenceReasoningGenerator:
     name = "evidence"
 
     def __init__(self, cfg: EvidenceConfig, seed: int, labels: Sequence[str]) -> None:
+        if cfg.style not in ("gold", "lead", "survey"):
+            raise ValueError(f"rgen.evidence.style must be gold, lead or survey, got {cfg.style!r}")
         self.cfg, self.seed, self.labels = cfg, seed, list(labels)
         self.teachers: list[Teacher] = []
         self.full: Teacher | None = None
@@ -191,7 +246,11 @@ class EvidenceReasoningGenerator:
         out = []
         for it in items:
             teacher = self.teacher_for(it.key)
+            if self.cfg.style == "survey":
+                cues = teacher.survey(it.text, self.cfg.max_phrases)
+                out.append(render_survey(cues, it.label, self.labels, self.seed, it.key))
+                continue
             label = self.labels.index(it.label)
             ev = teacher.evidence(it.text, label, self.cfg.max_phrases, self.cfg.contrary_margin)
-            out.append(render(ev, it.label, self.labels, self.seed, it.key))
+            out.append(render(ev, it.label, self.labels, self.seed, it.key, lead=self.cfg.style == "lead"))
         return out
