@@ -73,3 +73,42 @@ describe('PromptEncoder', () => {
     expect(joined).toBe(text.trim())
   })
 })
+
+// tests/fixtures/hub-tokenizer: a base model's own tokenizer (bos <s>, eos </s>, no pad) with the
+// markers added past its vocabulary, as `train` prepares it for a hub base (make.py writes it).
+describe('PromptEncoder on a hub base tokenizer', () => {
+  const HUB = 'tests/fixtures/hub-tokenizer'
+  const hub = JSON.parse(readFileSync(`${HUB}/expected.json`, 'utf8')) as {
+    specials: { bos: number; eos: number; pad: number; sep: number; marker: number }
+    base_vocab: number
+    cases: [string, number[]][]
+  }
+  const hubManifest = (): Manifest => ({
+    ...manifest({ template: '<s>{text}<|sep|>', eos: '</s>' }),
+    special_tokens: hub.specials,
+    onnx: { ...manifest().onnx, vocab_size: hub.base_vocab + 3 },
+  })
+
+  it('gives the ids training/ gives, the base and added special strings included', async () => {
+    const { encoder } = await loadTokenizer(HUB, hubManifest())
+    for (const [text, ids] of hub.cases) expect(encoder.encodeText(text), text).toEqual(ids)
+  })
+
+  it('wraps the text in the base bos and the added separator, and nothing typed becomes special', async () => {
+    const { encoder, tokenBytes } = await loadTokenizer(HUB, hubManifest())
+    const specialIds = new Set(Object.values(hub.specials))
+    const { ids } = encoder.encode('<s>i feel</s> <|sep|><|label|> joy<|pad|>')
+    expect(ids[0]).toBe(hub.specials.bos)
+    expect(ids.at(-1)).toBe(hub.specials.sep)
+    expect(ids.filter((id) => specialIds.has(id))).toEqual([hub.specials.bos, hub.specials.sep])
+    // The added rows past the base vocabulary decode to nothing in a stream.
+    expect(tokenBytes).toHaveLength(hub.base_vocab + 3)
+    expect(tokenBytes[hub.specials.marker]).toHaveLength(0)
+  })
+
+  it('refuses a manifest whose eos is not the tokenizer’s', async () => {
+    await expect(loadTokenizer(HUB, { ...hubManifest(), special_tokens: { ...hub.specials, eos: 0 } })).rejects.toThrow(
+      /eos <\/s> is not added token 0/,
+    )
+  })
+})
