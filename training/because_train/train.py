@@ -243,7 +243,8 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         betas=(0.9, 0.98),
     )
     rng = np.random.default_rng(config.seed)
-    steps_per_epoch = math.ceil(len(train_ex) / config.train.batch_size) + 50  # bucketing adds a few
+    # Bucketing chunks are whole multiples of the batch size, so it adds no batches.
+    steps_per_epoch = math.ceil(len(train_ex) / config.train.batch_size)
     total = steps_per_epoch * config.train.epochs
     state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "history": []}
     last = out / "last.pt"
