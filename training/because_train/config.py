@@ -77,6 +77,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     text_loss_weight: float = 0.1  # next-token loss on the input text: a small language-model aux
     label_loss_weight: float = 1.0
+    reasoning_loss_weight: float = 1.0  # each reasoning token, the marker and eos
     patience: int = 2  # epochs without validation gain before stopping
     eval_limit: int = 0  # validation rows used for early stopping (0: all)
     device: str = "auto"

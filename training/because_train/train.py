@@ -228,7 +228,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     weights = {
         PROMPT: 0.0,
         TEXT: config.train.text_loss_weight,
-        REASONING: 1.0,
+        REASONING: config.train.reasoning_loss_weight,
         LABEL: config.train.label_loss_weight,
     }
     params = [p for p in model.parameters() if p.requires_grad]
