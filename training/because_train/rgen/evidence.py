@@ -96,11 +96,12 @@ class Teacher:
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.predict(self.vectorizer.transform(texts))
 
-    def evidence(self, text: str, label: int, max_phrases: int, margin: float) -> Evidence:
+    def grams(self, text: str) -> tuple[list[str], list[tuple[float, int, int, int]]]:
+        """The words of `text`, and (tf-idf value, start, end, feature) of every 1-2 gram of them
+        the teacher knows that is not filler alone."""
         words = text.split()
         weights = self.vectorizer.transform([text])
         value = {j: v for j, v in zip(weights.indices, weights.data, strict=True)}
-        # (score for gold, start, end) of every 1-2 gram of the text the teacher knows
         grams: list[tuple[float, int, int, int]] = []
         for n in (1, 2):
             for i in range(len(words) - n + 1):
@@ -108,6 +109,10 @@ class Teacher:
                 j = self.vocab.get(" ".join(gram))
                 if j is not None and not all(w in FILLER for w in gram):
                     grams.append((float(value.get(j, 0.0)), i, i + n, j))
+        return words, grams
+
+    def evidence(self, text: str, label: int, max_phrases: int, margin: float) -> Evidence:
+        words, grams = self.grams(text)
         scored = sorted(
             ((v * self.relative[label, j], i, e) for v, i, e, j in grams), key=lambda g: (-g[0], g[1])
         )
@@ -133,19 +138,12 @@ class Teacher:
     def survey(self, text: str, max_phrases: int) -> list[tuple[str, int]]:
         """The 1-`max_phrases` phrases with the most evidence for any label, each with that label,
         in text order; the gold label plays no part in the choice."""
-        words = text.split()
-        weights = self.vectorizer.transform([text])
-        value = {j: v for j, v in zip(weights.indices, weights.data, strict=True)}
+        words, grams = self.grams(text)
         scored: list[tuple[float, int, int, int]] = []
-        for n in (1, 2):
-            for i in range(len(words) - n + 1):
-                gram = words[i : i + n]
-                j = self.vocab.get(" ".join(gram))
-                if j is None or all(w in FILLER for w in gram):
-                    continue
-                contrib = float(value.get(j, 0.0)) * self.relative[:, j]
-                best = int(np.argmax(contrib))
-                scored.append((float(contrib[best]), i, i + n, best))
+        for v, i, e, j in grams:
+            contrib = v * self.relative[:, j]
+            best = int(np.argmax(contrib))
+            scored.append((float(contrib[best]), i, e, best))
         scored.sort(key=lambda g: (-g[0], g[1]))
         chosen: list[tuple[int, int, int]] = []
         for score, i, e, label in scored:
