@@ -94,6 +94,13 @@ def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
         )
 
 
+def weights_dtype(device: torch.device) -> torch.dtype:
+    """bf16 for a hub model on a GPU that has it; float32 everywhere else."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def pick_device(name: str, setting: str = "train.device") -> torch.device:
     """The torch device a `device` setting names; `setting` is its config key, for the messages."""
     if name == "auto":

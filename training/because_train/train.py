@@ -30,6 +30,7 @@ from because_train.modeling import (
     pick_device,
     scratch_size,
     trainable_state,
+    weights_dtype,
 )
 from because_train.provenance import write_provenance
 from because_train.runtime import torch_forward
@@ -138,13 +139,6 @@ def collate(
     return ids, mask, w
 
 
-def train_dtype(device: torch.device) -> torch.dtype:
-    """bf16 for a hub model on a GPU that has it; float32 everywhere else."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
 def lr_at(step: int, total: int, config: Config) -> float:
     t = config.train
     if step < t.warmup_steps:
@@ -217,11 +211,12 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             "lora_r": config.model.lora_r,
             "added_ids": load_specials(tokenizer_dir)["added_ids"],
         }
-        model = build_lora(hub["base"], vocab, hub["lora_r"], train_dtype(device), hub["added_ids"])
+        model = build_lora(hub["base"], vocab, hub["lora_r"], weights_dtype(device), hub["added_ids"])
     model.to(device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    params = [p for p in model.parameters() if p.requires_grad]
     log(
-        f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M trained), "
+        f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters "
+        f"({sum(p.numel() for p in params) / 1e6:.2f}M trained), "
         f"{len(train_ex)} train / {len(val_ex)} validation rows, "
         f"{sum(len(e.ids) for e in train_ex) / len(train_ex):.1f} tokens a row, device {device}"
     )
@@ -231,7 +226,6 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         REASONING: config.train.reasoning_loss_weight,
         LABEL: config.train.label_loss_weight,
     }
-    params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -307,11 +301,12 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)"
         )
         state["epoch"] = epoch
+        weights_now = trainable_state(model)
         if metrics["accuracy"] > state["best"]:
             state["best"], state["best_epoch"] = metrics["accuracy"], epoch
             torch.save(
                 {
-                    "model": trainable_state(model),
+                    "model": weights_now,
                     "config": model.config.to_dict(),
                     "hub": hub,
                     "epoch": epoch,
@@ -319,7 +314,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
                 },
                 out / "best.pt",
             )
-        torch.save({"model": trainable_state(model), "optimizer": opt.state_dict(), "state": state}, last)
+        torch.save({"model": weights_now, "optimizer": opt.state_dict(), "state": state}, last)
         (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
     write_provenance(
         out / "provenance.json",

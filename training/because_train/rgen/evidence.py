@@ -3,10 +3,11 @@
 Three styles. `gold`: for a (text, gold label) pair it quotes the 1-3 phrases of the text that carry
 the most evidence for the gold label, names the emotion, and then mentions the strongest cue for
 another emotion where the text has one. `lead`: the same evidence, with the emotion named first.
-`survey`: it quotes the 1-3 phrases that carry the most
-evidence for any emotion, chosen without looking at the gold label, tags each with the emotion the
-teacher reads in it, and only then concludes with the gold label. The rationale of a training row comes from a teacher fitted on the other folds, so it
-never explains a row the teacher memorised; validation rows get the teacher fitted on all of train.
+`survey`: it quotes the 1-3 phrases that carry the most evidence for any emotion, chosen without
+looking at the gold label, tags each with the emotion the teacher reads in it, and only then
+concludes with the gold label. The rationale of a training row comes from a teacher fitted on the
+other folds, so it never explains a row the teacher memorised; validation rows get the teacher
+fitted on all of train.
 Phrasings vary by row, chosen by a hash of (seed, row key): the same seed gives the same text.
 """
 
@@ -113,16 +114,12 @@ class Teacher:
 
     def evidence(self, text: str, label: int, max_phrases: int, margin: float) -> Evidence:
         words, grams = self.grams(text)
-        scored = sorted(
-            ((v * self.relative[label, j], i, e) for v, i, e, j in grams), key=lambda g: (-g[0], g[1])
-        )
-        chosen: list[tuple[int, int]] = []
-        for score, i, e in scored:
-            if score <= 0 or score < WEAK * scored[0][0] or len(chosen) == max_phrases:
-                break
-            if any(i < ce and cs < e for cs, ce in chosen):
-                continue  # overlaps a stronger phrase already quoted
-            chosen.append((i, e))
+        chosen = [
+            (i, e)
+            for i, e, _ in strongest(
+                [(v * self.relative[label, j], i, e, label) for v, i, e, j in grams], max_phrases
+            )
+        ]
         spans = [" ".join(words[i:e]) for i, e in merge_adjacent(chosen)]
         contrary = None
         best = margin
@@ -144,15 +141,21 @@ class Teacher:
             contrib = v * self.relative[:, j]
             best = int(np.argmax(contrib))
             scored.append((float(contrib[best]), i, e, best))
-        scored.sort(key=lambda g: (-g[0], g[1]))
-        chosen: list[tuple[int, int, int]] = []
-        for score, i, e, label in scored:
-            if score <= 0 or score < WEAK * scored[0][0] or len(chosen) == max_phrases:
-                break
-            if any(i < ce and cs < e for cs, ce, _ in chosen):
-                continue
-            chosen.append((i, e, label))
-        return [(" ".join(words[i:e]), label) for i, e, label in sorted(chosen)]
+        return [(" ".join(words[i:e]), label) for i, e, label in sorted(strongest(scored, max_phrases))]
+
+
+def strongest(scored: list[tuple[float, int, int, int]], max_phrases: int) -> list[tuple[int, int, int]]:
+    """(start, end, label) of the strongest non-overlapping spans among (score, start, end, label),
+    strongest first: at most `max_phrases`, each positive and at least WEAK of the strongest."""
+    ranked = sorted(scored, key=lambda g: (-g[0], g[1]))
+    chosen: list[tuple[int, int, int]] = []
+    for score, i, e, label in ranked:
+        if score <= 0 or score < WEAK * ranked[0][0] or len(chosen) == max_phrases:
+            break
+        if any(i < ce and cs < e for cs, ce, _ in chosen):
+            continue  # overlaps a stronger phrase already chosen
+        chosen.append((i, e, label))
+    return chosen
 
 
 def merge_adjacent(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from because_train.config import LlmConfig
-from because_train.modeling import pick_device
+from because_train.modeling import pick_device, weights_dtype
 from because_train.provenance import sha256_file, write_provenance
 from because_train.rgen import RgenItem
 from because_train.rgen.triples import Triple, load_triples, resolve_source
@@ -113,7 +113,7 @@ class LlmReasoningGenerator:
         self.name = f"llm:{cfg.base}"
         self.source = resolve_source(cfg.data)
         self.device = pick_device(cfg.device, "rgen.llm.device")
-        self.bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.bf16 = weights_dtype(self.device) == torch.bfloat16
         self.stats: dict[str, Any] = {"generated": 0, "fallback": 0, "truncated": 0}
         self.progress = True
         self.model: Any = None
@@ -254,7 +254,7 @@ class LlmReasoningGenerator:
         tok = AutoTokenizer.from_pretrained(self.cfg.base)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        dtype = weights_dtype(self.device)
         base = AutoModelForCausalLM.from_pretrained(self.cfg.base, dtype=dtype).to(self.device)
         lora = LoraConfig(
             r=self.cfg.lora_r,
@@ -274,7 +274,7 @@ class LlmReasoningGenerator:
         else:
             from peft import PeftModel
 
-            dtype = torch.bfloat16 if self.bf16 else torch.float32
+            dtype = weights_dtype(self.device)
             base = AutoModelForCausalLM.from_pretrained(self.cfg.base, dtype=dtype).to(self.device)
             self.model = PeftModel.from_pretrained(base, self.model_dir).merge_and_unload()
         self._ready_for_generation()
