@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--threads", type=int, default=0)
     ev.add_argument("--predictions-out", help="write one JSON line per row")
+    ev.add_argument(
+        "--ungrounded",
+        action="store_true",
+        help="let quotes stray from the input (measures what grounded quoting changes)",
+    )
     ev.add_argument("--confusion-png", help="write the confusion matrix as PNG")
     args = parser.parse_args(argv)
 

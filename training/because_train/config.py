@@ -10,10 +10,32 @@ from because_train.provenance import REPO_ROOT
 
 
 @dataclass
+class SourceConfig:
+    """One source of labelled rows (a register: tweets, Reddit comments, film dialogue...)."""
+
+    name: str = "data"
+    train: str = ""  # a file, or hub:<name>
+    validation: str = ""  # a file; empty: `validation_share` of `train` is held out (seeded)
+    validation_share: float = 0.15
+    weight: float = 1.0  # times each training row is drawn per epoch (fractions sampled, seeded)
+    # A row without `label` but with `emotions` (fine-grained names) takes the label all of its
+    # emotions map to; rows with an emotion outside the mapping, or mapping to two labels, are left out.
+    mapping: dict[str, str] = field(default_factory=dict)
+    limit: int = 0  # first N training rows only (0: all); for smoke runs
+
+
+@dataclass
 class DataConfig:
+    # Single-source shorthand, used when `sources` is empty.
     train: str = "../shared/data/emotion/train.jsonl"  # a file, or hub:<name>
     validation: str = "../shared/data/emotion/validation.jsonl"
     limit: int = 0  # first N training rows only (0: all); for smoke runs
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    def all_sources(self) -> list[SourceConfig]:
+        if self.sources:
+            return self.sources
+        return [SourceConfig(name="data", train=self.train, validation=self.validation, limit=self.limit)]
 
 
 @dataclass
@@ -61,6 +83,7 @@ class RgenConfig:
 @dataclass
 class ModelConfig:
     base: str = "scratch:tiny"  # scratch:<size> or a hub model name (trained with LoRA)
+    normalize: str = "lower-alnum-v1"  # the input rule (normalize.py); natural-v1 for natural text
     vocab_size: int = 4096
     max_input_tokens: int = 128
     max_reasoning_tokens: int = 64
@@ -116,6 +139,9 @@ class Config:
         return self.path(self.run_dir)
 
 
+LIST_ITEMS: dict[str, type] = {"sources": SourceConfig}
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -123,7 +149,11 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown key '{key}'; known: {', '.join(known)}")
         default = getattr(cls(), key)
-        if dataclasses.is_dataclass(default):
+        if key in LIST_ITEMS:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ValueError(f"{where}.{key}: expected an array of tables ([[{where}.{key}]])")
+            kwargs[key] = [_build(LIST_ITEMS[key], v, f"{where}.{key}[{i}]") for i, v in enumerate(value)]
+        elif dataclasses.is_dataclass(default):
             if not isinstance(value, dict):
                 raise ValueError(f"{where}.{key}: expected a table")
             kwargs[key] = _build(type(default), value, f"{where}.{key}")

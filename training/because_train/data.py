@@ -18,6 +18,26 @@ from because_train import LABELS
 class Row:
     text: str
     label: int  # index into LABELS
+    mapped: bool = False  # the label came from the row's fine emotions through a mapping
+
+
+@dataclass
+class LoadCounts:
+    """What a load kept and what it left out, and why: a skipped row is counted, never silent."""
+
+    labelled: int = 0
+    mapped: int = 0
+    no_label: int = 0  # `label` null and no mapping given (or no `emotions`)
+    unmapped: int = 0  # an emotion the mapping does not cover
+    conflicting: int = 0  # emotions that map onto different labels
+
+    @property
+    def kept(self) -> int:
+        return self.labelled + self.mapped
+
+    @property
+    def skipped(self) -> int:
+        return self.no_label + self.unmapped + self.conflicting
 
 
 class DataError(ValueError):
@@ -43,18 +63,43 @@ def _parse_label(value: Any, where: str, labels: tuple[str, ...]) -> int:
     raise DataError(f"{where}: label must be an integer or a label name, got {type(value).__name__}")
 
 
-def _to_row(record: Any, where: str, labels: tuple[str, ...]) -> Row:
+def _to_row(
+    record: Any,
+    where: str,
+    labels: tuple[str, ...],
+    mapping: dict[str, str] | None = None,
+    counts: LoadCounts | None = None,
+) -> Row | None:
+    """The row, or None for a row without a label (counted in `counts`); None is only possible
+    where `counts` is given, so that strict callers still get an error."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected an object with 'text' and 'label', got {type(record).__name__}")
     for field in ("text", "label"):
-        if field not in record or record[field] is None:
+        if field not in record or (record[field] is None and counts is None):
             raise DataError(f"{where}: missing field '{field}'")
     text = record["text"]
     if not isinstance(text, str):
         raise DataError(f"{where}: 'text' must be a string, got {type(text).__name__}")
     if not text.strip():
         raise DataError(f"{where}: empty text")
-    return Row(text=text, label=_parse_label(record["label"], where, labels))
+    if record["label"] is not None:
+        if counts is not None:
+            counts.labelled += 1
+        return Row(text=text, label=_parse_label(record["label"], where, labels))
+    assert counts is not None
+    emotions = record.get("emotions")
+    if not mapping or not isinstance(emotions, list) or not emotions:
+        counts.no_label += 1
+        return None
+    if any(not isinstance(e, str) or e not in mapping for e in emotions):
+        counts.unmapped += 1
+        return None
+    targets = {mapping[e] for e in emotions}
+    if len(targets) != 1:
+        counts.conflicting += 1
+        return None
+    counts.mapped += 1
+    return Row(text=text, label=_parse_label(targets.pop(), where, labels), mapped=True)
 
 
 def _read_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
@@ -108,7 +153,38 @@ READERS = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".csv": _read_csv, ".par
 
 
 def load_rows(source: str, split: str = "train", labels: tuple[str, ...] = LABELS) -> list[Row]:
-    """Rows from a local file, or from the hub when `source` is `hub:<name>`."""
+    """Rows from a local file, or from the hub when `source` is `hub:<name>`; every row must have a label."""
+    rows = [row for where, record in _records(source, split) if (row := _to_row(record, where, labels))]
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    return rows
+
+
+def load_labelled(
+    source: str,
+    split: str = "train",
+    labels: tuple[str, ...] = LABELS,
+    mapping: dict[str, str] | None = None,
+) -> tuple[list[Row], LoadCounts]:
+    """Rows with a label (given, or through `mapping` from the row's `emotions`), and the counts of
+    what was kept and skipped. Rows whose `label` is null are skipped, not errors."""
+    for fine, target in (mapping or {}).items():
+        if target not in labels:
+            raise DataError(
+                f"mapping: {fine!r} -> {target!r}, which is not a label; allowed: {', '.join(labels)}"
+            )
+    counts = LoadCounts()
+    rows = [
+        row
+        for where, record in _records(source, split)
+        if (row := _to_row(record, where, labels, mapping, counts))
+    ]
+    if not rows:
+        raise DataError(f"{source}: no rows with a label ({counts.skipped} skipped)")
+    return rows, counts
+
+
+def _records(source: str, split: str) -> Iterable[tuple[str, Any]]:
     if source.startswith("hub:"):
         records = _read_hub(source[4:], split)
     else:
@@ -119,10 +195,7 @@ def load_rows(source: str, split: str = "train", labels: tuple[str, ...] = LABEL
         if reader is None:
             raise DataError(f"{path}: unsupported file type '{path.suffix}'; use one of {sorted(READERS)}")
         records = reader(path)
-    rows = [_to_row(record, where, labels) for where, record in records]
-    if not rows:
-        raise DataError(f"{source}: no rows")
-    return rows
+    return records
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:

@@ -2,8 +2,10 @@
 
 `decode_batch` only sees a `forward` function, so the same loop drives PyTorch during training and
 ONNX Runtime in `evaluate`. Rules (docs/model-package.md): special ids other than the marker are
-masked while reasoning; the marker ends the reasoning or is forced after the budget; the label
-distribution is the softmax of the six label tokens' logits at the marker's position.
+masked while reasoning; while the reasoning is inside a quotation ("..."), only tokens that keep the
+quoted bytes a span of the input are allowed (grounded quoting); the marker ends the reasoning or is
+forced after the budget; the label distribution is the softmax of the label tokens' logits at the
+marker's position, divided by the package's calibration temperature.
 """
 
 from collections.abc import Callable
@@ -16,19 +18,85 @@ import numpy as np
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
 
 
+QUOTE = 0x22  # '"', which natural-v1 never leaves in the input
+
+
+@dataclass(frozen=True)
+class QuoteState:
+    inside: bool = False
+    quote: bytes = b""  # bytes since the opening quotation mark
+
+
+def advance_quote(state: QuoteState, token: bytes, source: bytes) -> QuoteState | None:
+    """The state after `token`, or None when the token would quote something that is not a span of
+    `source`: an empty quotation, or a quoted byte string `source` does not contain."""
+    inside, quote = state.inside, state.quote
+    for b in token:
+        if b == QUOTE:
+            if inside and not quote:
+                return None
+            if not inside and not source:
+                return None  # nothing could be quoted
+            inside, quote = not inside, b""
+        elif inside:
+            quote += bytes((b,))
+            if quote not in source:
+                return None
+    return QuoteState(inside, quote)
+
+
+class Grounding:
+    """Grounded quoting for one sequence: the input's bytes and the quotation state so far."""
+
+    def __init__(self, source: bytes, token_bytes: list[bytes]) -> None:
+        self.source, self.token_bytes, self.state = source, token_bytes, QuoteState()
+
+    def pick(self, logits: np.ndarray, banned: list[int], marker: int) -> int:
+        """The highest-logit allowed token (lowest id on ties); the marker is always allowed."""
+        row = logits.astype(np.float64).copy()
+        row[banned] = -np.inf
+        row[np.isnan(row)] = -np.inf
+        best = int(np.argmax(row))
+        if row[best] == -np.inf:
+            return marker  # nothing but banned or non-finite logits
+        nxt = self._allowed(best, marker)
+        if nxt is not None:
+            self.state = nxt
+            return best
+        # Rare path: walk the candidates in order; a stable sort keeps lower ids first on ties.
+        for t in np.argsort(-row, kind="stable"):
+            t = int(t)
+            if row[t] == -np.inf:
+                break
+            nxt = self._allowed(t, marker)
+            if nxt is not None:
+                self.state = nxt
+                return t
+        return marker
+
+    def _allowed(self, token: int, marker: int) -> QuoteState | None:
+        if token == marker:
+            return self.state
+        tb = self.token_bytes[token]
+        if not self.state.inside and QUOTE not in tb:
+            return self.state
+        return advance_quote(self.state, tb, self.source)
+
+
 @dataclass
 class Decoded:
     reasoning_ids: list[int]
     scores: np.ndarray  # over the labels, sums to 1
     forced: bool  # the budget ran out before the model wrote the marker
+    label_logits: np.ndarray | None = None  # before the temperature: what calibration is fitted on
 
     @property
     def label(self) -> int:
         return int(np.argmax(self.scores))
 
 
-def label_scores(logits: np.ndarray, label_ids: list[int]) -> np.ndarray:
-    z = logits[label_ids].astype(np.float64)
+def label_scores(logits: np.ndarray, label_ids: list[int], temperature: float = 1.0) -> np.ndarray:
+    z = logits[label_ids].astype(np.float64) / temperature
     e = np.exp(z - z.max())
     return e / e.sum()
 
@@ -43,8 +111,17 @@ def decode_batch(
     label_ids: list[int],
     max_reasoning: int,
     pad: int,
+    sources: list[bytes] | None = None,
+    token_bytes: list[bytes] | None = None,
+    temperature: float = 1.0,
 ) -> list[Decoded]:
+    """`sources` (the input bytes of each prompt) and `token_bytes` turn grounded quoting on."""
     b = len(prompts)
+    grounding = (
+        [Grounding(src, token_bytes) for src in sources]
+        if sources is not None and token_bytes is not None
+        else None
+    )
     width = max(len(p) for p in prompts)
     ids = np.full((b, width), pad, dtype=np.int64)
     mask = np.zeros((b, width), dtype=np.int64)
@@ -57,7 +134,10 @@ def decode_batch(
         mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
         positions = np.concatenate([positions, positions[:, -1:] + 1], axis=1)
         logits, _ = forward(ids, mask, positions, None)
-        return [Decoded([], label_scores(logits[r], label_ids), False) for r in range(b)]
+        return [
+            Decoded([], label_scores(logits[r], label_ids, temperature), False, logits[r][label_ids].copy())
+            for r in range(b)
+        ]
 
     logits, past = forward(ids, mask, positions, None)
     next_pos = positions[:, -1] + 1
@@ -71,10 +151,17 @@ def decode_batch(
             if results[r] is not None:
                 continue
             if wrote_marker[r]:
-                results[r] = Decoded(reasoning[r], label_scores(logits[r], label_ids), forced[r])
+                results[r] = Decoded(
+                    reasoning[r],
+                    label_scores(logits[r], label_ids, temperature),
+                    forced[r],
+                    logits[r][label_ids].copy(),
+                )
                 continue
             if len(reasoning[r]) >= max_reasoning:
                 forced[r], token = True, marker
+            elif grounding is not None:
+                token = grounding[r].pick(logits[r], banned, marker)
             else:
                 row = logits[r].copy()
                 row[banned] = -np.inf

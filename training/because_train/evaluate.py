@@ -7,21 +7,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from because_train.data import load_rows
+from because_train.data import load_labelled
 from because_train.decode import Decoded, decode_batch
-from because_train.metrics import classification_metrics
+from because_train.metrics import classification_metrics, expected_calibration_error, quoted_phrases
+from because_train.normalize import normalize
 from because_train.package import Package, PackageError, load_package
 
 
 def predict(
-    pkg: Package, texts: list[str], batch_size: int = 64, progress: bool = False
+    pkg: Package,
+    texts: list[str],
+    batch_size: int = 64,
+    progress: bool = False,
+    grounded: bool = True,
+    temperature: float | None = None,
 ) -> list[tuple[Decoded, int]]:
-    """(decoded, number of text tokens) per text, in input order."""
+    """(decoded, number of text tokens) per text, in input order. `grounded=False` lets quotes
+    stray from the input (for measuring what grounding changes); `temperature` overrides the
+    package's calibration."""
     spec, m = pkg.spec, pkg.manifest
     forward = pkg.forward()
     text_ids = [spec.text_ids(t) for t in texts]
     limit = m["limits"]["max_input_tokens"]
     prompts = [spec.prompt_ids(ids[:limit]) for ids in text_ids]
+    sources = [spec.source_bytes(ids[:limit]) for ids in text_ids]
     order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
     out: dict[int, Decoded] = {}
     t0 = time.time()
@@ -36,6 +45,9 @@ def predict(
             label_ids=[ids[0] for ids in spec.label_ids],
             max_reasoning=m["limits"]["max_reasoning_tokens"],
             pad=max(spec.specials["pad"], 0),
+            sources=[sources[i] for i in idx] if grounded else None,
+            token_bytes=spec.token_bytes if grounded else None,
+            temperature=pkg.temperature if temperature is None else temperature,
         )
         out.update(zip(idx, decoded, strict=True))
         if progress:
@@ -51,35 +63,63 @@ def reasoning_text(pkg: Package, d: Decoded) -> str:
     return pkg.spec.tokenizer.decode(d.reasoning_ids, skip_special_tokens=False).strip()
 
 
+def grounding_counts(pkg: Package, texts: list[str], reasonings: list[str]) -> tuple[int, int]:
+    """(quoted phrases, those that occur in their normalised input)."""
+    quotes = grounded = 0
+    for text, reasoning in zip(texts, reasonings, strict=True):
+        source = normalize(text, pkg.spec.normalize, pkg.spec.emoji)
+        for phrase in quoted_phrases(reasoning):
+            quotes += 1
+            grounded += phrase in source
+    return quotes, grounded
+
+
 def evaluate(
-    pkg: Package, data: str, limit: int = 0, batch_size: int = 64, progress: bool = True
+    pkg: Package,
+    data: str,
+    limit: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
+    grounded: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    rows = load_rows(data, labels=tuple(pkg.manifest["labels"]))
+    """Metrics and per-row predictions on the rows of `data` that have a label (rows whose label
+    is null are skipped and counted in `skipped`)."""
+    labels = pkg.manifest["labels"]
+    rows, counts = load_labelled(data, labels=tuple(labels))
     if limit:
         rows = rows[:limit]
     t0 = time.time()
-    results = predict(pkg, [r.text for r in rows], batch_size, progress)
+    results = predict(pkg, [r.text for r in rows], batch_size, progress, grounded)
     seconds = time.time() - t0
-    labels = pkg.manifest["labels"]
     metrics = classification_metrics([r.label for r in rows], [d.label for d, _ in results], labels)
+    reasonings = [reasoning_text(pkg, d) for d, _ in results]
+    quotes, in_input = grounding_counts(pkg, [r.text for r in rows], reasonings)
+    correct = [d.label == r.label for r, (d, _) in zip(rows, results, strict=True)]
     metrics.update(
         model=pkg.id,
         kind=pkg.kind,
         data=data,
+        skipped=counts.skipped,
         seconds=round(seconds, 2),
         forced_marker=sum(d.forced for d, _ in results),
+        quotes=quotes,
+        quotes_grounded=in_input / quotes if quotes else 1.0,
+        mean_top_score=float(sum(float(d.scores.max()) for d, _ in results) / max(1, len(results))),
+        ece=expected_calibration_error([float(d.scores.max()) for d, _ in results], correct),
+        temperature=pkg.temperature,
     )
     predictions = [
         {
             "text": r.text,
             "label": labels[r.label],
             "pred": labels[d.label],
-            "reasoning": reasoning_text(pkg, d),
+            "reasoning": reasoning,
             "scores": {name: float(s) for name, s in zip(labels, d.scores, strict=True)},
             "input_tokens": n,
             "reasoning_tokens": len(d.reasoning_ids),
+            "label_logits": [float(x) for x in d.label_logits] if d.label_logits is not None else None,
         }
-        for r, (d, n) in zip(rows, results, strict=True)
+        for r, (d, n), reasoning in zip(rows, results, reasonings, strict=True)
     ]
     return metrics, predictions
 
@@ -118,14 +158,23 @@ def confusion_png(metrics: dict[str, Any], labels: list[str], path: str | Path, 
 def evaluate_cli(args: argparse.Namespace) -> int:
     try:
         pkg = load_package(args.model, args.threads)
-        metrics, predictions = evaluate(pkg, args.data, args.limit, args.batch_size)
+        metrics, predictions = evaluate(
+            pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded
+        )
     except (PackageError, ValueError, OSError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
     labels = pkg.manifest["labels"]
-    print(f"model {pkg.id} ({pkg.kind}) on {args.data}: {metrics['n']} rows in {metrics['seconds']}s")
+    print(
+        f"model {pkg.id} ({pkg.kind}) on {args.data}: {metrics['n']} rows in {metrics['seconds']}s "
+        f"({metrics['skipped']} rows without a label skipped)"
+    )
     print(
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  forced marker {metrics['forced_marker']}"
+    )
+    print(
+        f"quoted phrases in the input {metrics['quotes_grounded']:.4f} ({metrics['quotes']} quotes)  "
+        f"ECE {metrics['ece']:.4f} (temperature {metrics['temperature']:.3g}, mean top score {metrics['mean_top_score']:.4f})"
     )
     print(f"{'label':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for name in labels:
@@ -139,7 +188,20 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         confusion_png(metrics, labels, args.confusion_png, f"{pkg.id} on {Path(args.data).name}")
     summary = {
         k: metrics[k]
-        for k in ("model", "kind", "n", "accuracy", "macro_f1", "forced_marker", "seconds", "data")
+        for k in (
+            "model",
+            "kind",
+            "n",
+            "skipped",
+            "accuracy",
+            "macro_f1",
+            "quotes_grounded",
+            "quotes",
+            "ece",
+            "forced_marker",
+            "seconds",
+            "data",
+        )
     }
     print(json.dumps(summary))
     return 0

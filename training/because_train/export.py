@@ -16,7 +16,10 @@ import numpy as np
 import torch
 
 from because_train import LABELS
+from because_train.calibrate import calibrate
 from because_train.config import Config, as_dict
+from because_train.metrics import classification_metrics
+from because_train.normalize import EMOJI_TABLE
 from because_train.provenance import code_commit, sha256_file
 from because_train.runtime import KVWrapper, empty_past, onnx_forward, onnx_session
 
@@ -144,7 +147,7 @@ def quantize(src: Path, dst: Path) -> None:
 
 
 def export(config: Config, kind: str) -> Path:
-    from because_train.evaluate import confusion_png, evaluate
+    from because_train.evaluate import confusion_png
     from because_train.model_card import write_model_card
     from because_train.package import load_package
     from because_train.train import load_trained
@@ -171,6 +174,8 @@ def export(config: Config, kind: str) -> Path:
     tok_dir = config.run / "tokenizer"
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tok_dir / name, out / name)
+    if spec.normalize == "natural-v1":
+        shutil.copy(EMOJI_TABLE, out / "emoji.json")  # the service normalises with the same table
     cfg.architectures = [type(model).__name__]
     cfg.use_cache = True
     cfg.save_pretrained(out)  # config.json
@@ -217,12 +222,26 @@ def export(config: Config, kind: str) -> Path:
         },
         "provenance": {
             "data": {
-                s: {
-                    "path": getattr(config.data, s),
-                    "sha256": sha256_file(config.path(getattr(config.data, s))),
+                (split if src.name == "data" else f"{src.name}_{split}"): {
+                    "path": getattr(src, split),
+                    "sha256": sha256_file(config.path(getattr(src, split))),
                 }
-                for s in ("train", "validation")
+                for src in config.data.all_sources()
+                for split in ("train", "validation")
+                if getattr(src, split) and not getattr(src, split).startswith("hub:")
             },
+            "sources": [
+                {
+                    "name": src.name,
+                    "weight": src.weight,
+                    "validation": src.validation or f"{src.validation_share:.0%} of train, seeded hash",
+                    "mapping": src.mapping,
+                }
+                for src in config.data.all_sources()
+            ],
+            "data_counts": json.loads((config.run / "data" / "provenance.json").read_text())["settings"].get(
+                "counts", {}
+            ),
             "rgen": {
                 "backend": rgen_prov["settings"]["backend"],
                 "stats": rgen_prov["settings"].get("stats", {}),
@@ -239,25 +258,100 @@ def export(config: Config, kind: str) -> Path:
         "files": {},
     }
     _write_manifest(out, manifest)
-    val = str(config.path(config.data.validation))
-    metrics, predictions = evaluate(load_package(out), val)
-    first = predictions[:SLICE]
-    slice_acc = sum(p["pred"] == p["label"] for p in first) / len(first)
+    pkg = load_package(out)
+    per_source, pooled_rows = evaluate_sources(config, pkg)
+    labels = list(LABELS)
+    pooled = classification_metrics(
+        [labels.index(r["label"]) for r in pooled_rows],
+        [labels.index(r["pred"]) for r in pooled_rows],
+        labels,
+    )
     manifest["metrics"]["validation"] = {
-        k: metrics[k] for k in ("n", "accuracy", "macro_f1", "per_class", "confusion", "forced_marker")
+        **{k: pooled[k] for k in ("n", "accuracy", "macro_f1", "per_class", "confusion")},
+        "forced_marker": sum(m["forced_marker"] for m in per_source.values()),
+        "sources": sorted(per_source),
     }
+    manifest["metrics"]["per_source"] = per_source
+    cal = calibrate(
+        {
+            name: ([r["label_logits"] for r in rows], [labels.index(r["label"]) for r in rows])
+            for name, rows in _by_source(pooled_rows).items()
+        },
+        config.seed,
+    )
+    manifest["calibration"] = cal
+    for name, c in cal["per_source"].items():
+        per_source[name].update(
+            ece=c["ece"],
+            ece_uncalibrated=c["ece_uncalibrated"],
+            ece_cross_fitted=c["ece_cross_fitted"],
+            mean_top_score=c["mean_top_score"],
+            mean_top_score_uncalibrated=c["mean_top_score_uncalibrated"],
+        )
+    first_source = config.data.all_sources()[0]
+    first = [r for r in pooled_rows if r["source"] == first_source.name][:SLICE]
     # The first rows of the same run: a test re-evaluates them (minutes cheaper than the whole split).
-    manifest["metrics"]["validation_first_rows"] = {"n": len(first), "accuracy": slice_acc}
+    manifest["metrics"]["validation_first_rows"] = {
+        "n": len(first),
+        "accuracy": sum(p["pred"] == p["label"] for p in first) / len(first),
+        "source": first_source.name,
+        "data": first_source.validation or str(config.run / "data" / f"validation-{first_source.name}.jsonl"),
+    }
     confusion_png(
-        metrics, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation"
+        pooled, labels, config.run / kind / "confusion-validation.png", f"{package_id} on validation"
     )
     notes = config.path(config.card_notes).read_text() if config.card_notes else ""
+    _write_manifest(out, manifest)  # the card reads the files' hashes too
     write_model_card(out, manifest, notes)
     _write_manifest(out, manifest)
-    log(
-        f"export {package_id}: validation accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} -> {out}"
+    summary = ", ".join(
+        f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
+        for n, m in per_source.items()
     )
+    log(f"export {package_id}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
     return out
+
+
+def _by_source(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["source"], []).append(r)
+    return out
+
+
+def evaluate_sources(config: Config, pkg: Any) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Per-source metrics of a package on the validation rows the data stage wrote, grounded (as
+    served) and, for comparison, without grounding; and every grounded prediction, tagged."""
+    from because_train.evaluate import evaluate
+
+    per_source: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    for src in config.data.all_sources():
+        data = str(config.run / "data" / f"validation-{src.name}.jsonl")
+        metrics, predictions = evaluate(pkg, data, progress=False)
+        free, _ = evaluate(pkg, data, progress=False, grounded=False)
+        per_source[src.name] = {
+            **{
+                k: metrics[k]
+                for k in (
+                    "n",
+                    "accuracy",
+                    "macro_f1",
+                    "per_class",
+                    "confusion",
+                    "forced_marker",
+                    "quotes",
+                    "quotes_grounded",
+                )
+            },
+            "ungrounded": {k: free[k] for k in ("accuracy", "macro_f1", "quotes", "quotes_grounded")},
+        }
+        rows += [{**p, "source": src.name} for p in predictions]
+        log(
+            f"export {pkg.id}: {src.name}: accuracy {metrics['accuracy']:.4f} (ungrounded {free['accuracy']:.4f}), "
+            f"quotes in input {metrics['quotes_grounded']:.4f} (ungrounded {free['quotes_grounded']:.4f})"
+        )
+    return per_source, rows
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:

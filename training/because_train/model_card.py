@@ -8,16 +8,95 @@ WHAT = {
     "qa": "writes the label alone (Q->A), the baseline of the same size, data and budget",
 }
 
+NORMALIZATION = {
+    "lower-alnum-v1": "lower-case, apostrophes removed, everything but a-z0-9 to spaces",
+    "natural-v1": (
+        "lower-case, apostrophes removed, accents stripped; `!` and `?` kept as tokens; emoji and emoticons "
+        'become their Unicode names (`emoji.json` in this package: 😊 -> "smiling face with smiling eyes", '
+        '`:(` -> "slightly frowning face"); `[NAME]`/`[PERSON]` -> "name", links -> "url"; letters repeated '
+        'three or more times shortened to two ("soooo" -> "soo"); double quotation marks removed'
+    ),
+    "none": "none",
+}
+
+DATA_NOTES = {
+    "dair": "dair-ai/emotion (CARER, Saravia et al. 2018): lower-cased English tweets",
+    "goemotions": "GoEmotions (Demszky et al. 2020): English Reddit comments, 27 emotions + neutral",
+    "xed": "XED English (Öhman et al. 2020): film-subtitle lines, Plutchik's eight emotions",
+}
+
+LICENCES = """- dair-ai/emotion: for educational and research purposes only (the data set's own terms); cite Saravia et al.,
+  "CARER: Contextualized Affect Representations for Emotion Recognition", EMNLP 2018. This model inherits that
+  restriction.
+- GoEmotions: Apache License 2.0; cite Demszky et al., "GoEmotions: A Dataset of Fine-Grained Emotions", ACL 2020.
+- XED: CC BY 4.0; cite Öhman et al., "XED: A Multilingual Dataset for Sentiment Analysis and Emotion Detection",
+  COLING 2020."""
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _source_table(m: dict[str, Any]) -> str:
+    rows = []
+    for name, s in m["metrics"]["per_source"].items():
+        free = s["ungrounded"]
+        rows.append(
+            f"| {name} | {s['n']} | **{s['accuracy']:.4f}** | {s['macro_f1']:.4f} | {_pct(s['quotes_grounded'])} "
+            f"({s['quotes']}) | {_pct(free['quotes_grounded'])}, accuracy {free['accuracy']:.4f} | "
+            f"{s['ece_uncalibrated']:.3f} | **{s['ece']:.3f}** | {s['ece_cross_fitted']:.3f} | "
+            f"{s['mean_top_score']:.3f} |"
+        )
+    return (
+        "| source | rows | accuracy | macro-F1 | quotes found in the input (quotes) | without grounded decoding | "
+        "ECE before | ECE after | ECE cross-fitted | mean top score |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+
+
+def _history(p: dict[str, Any]) -> str:
+    sources = sorted(p["training_history"][0].get("per_source", {})) if p["training_history"] else []
+    head = "| epoch | " + " | ".join(f"{s} accuracy" for s in sources) + " | all rows | train seconds |"
+    sep = "|---|" + "---|" * len(sources) + "---|---|"
+    lines = [
+        f"| {h['epoch']} | "
+        + " | ".join(f"{h['per_source'][s]['accuracy']:.4f}" for s in sources)
+        + f" | {h['accuracy']:.4f} | {h['train_seconds']} |"
+        for h in p["training_history"]
+    ]
+    return "\n".join([head, sep, *lines])
+
+
+def _sources(p: dict[str, Any]) -> str:
+    counts = p.get("data_counts", {})
+    out = []
+    for src in p.get("sources", []):
+        c = counts.get(src["name"], {})
+        tr, va = c.get("train", {}), c.get("validation", {})
+        mapping = src.get("mapping") or {}
+        groups: dict[str, list[str]] = {}
+        for fine, label in mapping.items():
+            groups.setdefault(label, []).append(fine)
+        mapped = "; ".join(f"{label} <- {', '.join(sorted(f))}" for label, f in groups.items())
+        line = (
+            f"- **{src['name']}** ({DATA_NOTES.get(src['name'], 'user data')}): {tr.get('kept', '?')} training rows "
+            f"({tr.get('labelled', '?')} with one of the labels, {tr.get('mapped', 0)} through the mapping; left out "
+            f"{tr.get('unmapped', 0)} with an emotion outside it, {tr.get('conflicting', 0)} whose emotions map to two "
+            f"labels, {tr.get('no_label', 0)} without any), drawn {src['weight']}x per epoch; validation: "
+            f"{src['validation']} ({va.get('kept', '?')} rows with a label)."
+        )
+        if mapped:
+            line += f" Mapping: {mapped}."
+        out.append(line)
+    return "\n".join(out)
+
 
 def write_model_card(out: Path, m: dict[str, Any], notes: str = "") -> None:
     o, p, v = m["onnx"], m["provenance"], m["metrics"]["validation"]
+    cal = m.get("calibration", {})
     rows = "\n".join(
         f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
         for name, c in v["per_class"].items()
-    )
-    history = "\n".join(
-        f"| {h['epoch']} | {h['accuracy']:.4f} | {h['macro_f1']:.4f} | {h['train_seconds']} |"
-        for h in p["training_history"]
     )
     tried = f"## What was tried\n\n{notes.strip()}\n\n" if notes else ""
     data = "\n".join(f"- `{k}`: `{d['path']}` (sha256 `{d['sha256']}`)" for k, d in p["data"].items())
@@ -27,53 +106,61 @@ A {o["parameters"] / 1e6:.1f}M-parameter Llama-architecture decoder trained from
 an English text and {WHAT[m["kind"]]}. Labels: {", ".join(m["labels"])}. Served by because
 (`src/`); built by `training/` (`python -m because_train pipeline`), the method of arXiv 2507.00214.
 
-## Metrics (validation split of dair-ai/emotion, {v["n"]} rows, decoded from this package's ONNX file as the service does)
+## Metrics per source (validation rows with a label, decoded from this package's ONNX file as the service decodes)
 
-accuracy **{v["accuracy"]:.4f}**, macro-F1 **{v["macro_f1"]:.4f}**; reasoning budget exhausted (marker forced) on {v["forced_marker"]} rows.
+accuracy **{v["accuracy"]:.4f}** on all {v["n"]} rows, macro-F1 **{v["macro_f1"]:.4f}**; reasoning budget exhausted (marker forced) on {v["forced_marker"]} rows.
+
+{_source_table(m)}
+
+Quotes: the share of quoted phrases in the reasoning that occur in the normalised input. The service decodes
+with grounded quoting (inside a quotation only continuations that keep it a span of the input are allowed),
+so it is 100% by construction; the column beside it shows what the same model writes without that rule.
+ECE: expected calibration error, 10 equal-width bins over the top score; before is the raw softmax, after
+divides the label logits by the temperature {cal.get("temperature", 1.0):.3f} (fitted on these validation rows, every source
+weighing alike); cross-fitted scores each half of a source with the temperature fitted on the other half.
+
+Pooled over the sources:
 
 | label | precision | recall | F1 | support |
 |---|---|---|---|---|
 {rows}
 
-Training (validation accuracy after each epoch; the best epoch, {p["best_epoch"]}, is the one exported):
+Training (validation accuracy after each epoch, greedy and ungrounded; the best epoch by mean per-source
+accuracy, {p["best_epoch"]}, is the one exported):
 
-| epoch | accuracy | macro-F1 | train seconds |
-|---|---|---|---|
-{history}
+{_history(p)}
 
-Reference points on the same split: TF-IDF with logistic regression 89.5% (measured here); a fine-tuned
-BERT-base about 92.7% (test split, literature); the paper's Llama-3.2-1B Q->RA 58.4% and Q->A 49.7% (test split).
-The test split is held out and was not used for any choice.
+The test splits (dair-ai, GoEmotions) are held out and were not used for any choice.
 
 ## How it was trained
 
-- Data: dair-ai/emotion (CARER, Saravia et al. 2018), train split for training, validation split for early stopping.
+{_sources(p)}
 {data}
 - Reasoning generator (stage 1): `{p["rgen"]["backend"]}`. The offline `evidence` generator quotes the 1-3 phrases with the
   most evidence for the gold label under a TF-IDF + logistic-regression teacher fitted with 5-fold cross-fitting (a row's
   rationale never comes from a teacher that saw that row), names the emotion, and mentions a strong contrary cue.
   Teacher accuracy on held-out folds: {p["rgen"]["stats"].get("teacher_cross_fit_accuracy", float("nan")):.4f}.
-- Input handling: text normalised with `{m["prompt"]["normalize"]}` (lower-case, apostrophes removed, everything but a-z0-9
-  to spaces), the same in training, evaluation and the service; template `{m["prompt"]["template"]}`, marker `{m["prompt"]["marker"]}`.
+- Input handling: `{m["prompt"]["normalize"]}` ({NORMALIZATION.get(m["prompt"]["normalize"], "")}), the same in training,
+  evaluation and the service; template `{m["prompt"]["template"]}`, marker `{m["prompt"]["marker"]}`.
 - Architecture: {o["num_layers"]} layers, hidden {o["hidden_size"]}, {o["num_attention_heads"]} heads, {o["num_kv_heads"]} KV heads,
-  vocabulary {o["vocab_size"]} (byte-level BPE trained on the training texts and reasonings), tied embeddings.
+  vocabulary {o["vocab_size"]} (byte-level BPE trained on the normalised training texts and reasonings), tied embeddings.
 - Seed {p["seed"]}, code commit `{p["code_commit"]}`; the full configuration is in `manifest.json` (`provenance.config`).
 - Export: ONNX opset {o["opset"]}, {o["dtype"]}, KV cache in optimum names; parity with PyTorch (max |logit difference|): {p["parity"]}.
 
 {tried}## Limits
 
-- English only; the training texts are short first-person tweets ("i feel ..."). Other registers (reviews, long
-  paragraphs, sarcasm) are outside what it has seen. Emoji and punctuation are removed by the normalisation.
-- Six labels only; there is no neutral class: every input gets one of the six.
-- The reasoning imitates the evidence generator, whose quotes always come from the input; the model's own
-  quotes usually do, but it can quote a phrase that is not decisive, or a word that is not in the text at all.
-  The label is scored after the reasoning and follows the emotion the reasoning names.
+- English only. It has seen tweets, Reddit comments and film dialogue; long paragraphs, sarcasm and irony are
+  mostly beyond a model of this size.
+- Six labels only; there is no neutral class: every input gets one of the six, and a text without emotion gets
+  a low top score rather than a "none" answer.
+- Quotes come from the input by construction, but a quoted phrase can still be one that does not decide
+  the emotion; the label is scored after the reasoning and follows the emotion the reasoning names.
+- Calibration is one temperature for all registers: on a register it has not seen, the scores can still
+  be over-confident.
 - At most {m["limits"]["max_input_tokens"]} input tokens and {m["limits"]["max_reasoning_tokens"]} reasoning tokens.
 
 ## Licence of the data
 
-dair-ai/emotion: for educational and research purposes only (the data set's own terms); cite Saravia et al.,
-"CARER: Contextualized Affect Representations for Emotion Recognition", EMNLP 2018. This model inherits that
-restriction.
+{LICENCES}
 """
     (out / "MODEL_CARD.md").write_text(text)

@@ -7,6 +7,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from because_train.normalize import EmojiTable
 from because_train.provenance import sha256_file
 from because_train.runtime import onnx_forward, onnx_session
 from because_train.sequences import PromptSpec
@@ -30,6 +31,12 @@ class Package:
     @property
     def kind(self) -> str:
         return str(self.manifest["kind"])
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature the label scores are divided by (1: uncalibrated)."""
+        cal = self.manifest.get("calibration") or {}
+        return float(cal.get("temperature", 1.0))
 
     def forward(self):  # type: ignore[no-untyped-def]
         o = self.manifest["onnx"]
@@ -56,6 +63,9 @@ def load_package(path: str | Path, threads: int = 0) -> Package:
     verify_files(path, manifest)
     p = manifest["prompt"]
     tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    emoji = EmojiTable.load(path / "emoji.json") if (path / "emoji.json").exists() else None
+    if p["normalize"] == "natural-v1" and emoji is None:
+        raise PackageError(f"{path}: normalize natural-v1 needs emoji.json in the package")
     spec = PromptSpec(
         tokenizer=tok,
         normalize=p["normalize"],
@@ -66,6 +76,7 @@ def load_package(path: str | Path, threads: int = 0) -> Package:
         label_texts=manifest["label_texts"],
         bos=tok.id_to_token(manifest["special_tokens"]["bos"]),
         pad=tok.id_to_token(manifest["special_tokens"]["pad"]),
+        emoji=emoji,
     )
     session = onnx_session(path / manifest["onnx"]["file"], threads)
     return Package(path, manifest, spec, session)

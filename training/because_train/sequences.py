@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer
 
-from because_train.normalize import normalize
-from because_train.tokenizer import encode_plain
+from because_train.normalize import EmojiTable, normalize
+from because_train.tokenizer import encode_plain, token_bytes
 
 # Token roles, for per-token loss weights.
 PROMPT, TEXT, REASONING, LABEL = 0, 1, 2, 3
@@ -26,6 +26,7 @@ class PromptSpec:
     label_texts: list[str]
     bos: str = "<|bos|>"
     pad: str = "<|pad|>"
+    emoji: EmojiTable | None = None  # natural-v1's table (the package's emoji.json); None: the bundled one
     specials: dict[str, int] = field(init=False)
     prefix: list[int] = field(init=False)
     suffix: list[int] = field(init=False)
@@ -49,6 +50,17 @@ class PromptSpec:
             raise ValueError(f"labels must be one token each (v1 of the package contract); not: {multi}")
 
     @property
+    def token_bytes(self) -> list[bytes]:
+        if not hasattr(self, "_token_bytes"):
+            self._token_bytes = token_bytes(self.tokenizer)
+        return self._token_bytes
+
+    def source_bytes(self, text_ids: list[int]) -> bytes:
+        """The input as the model reads it (normalised, truncated): what a quote must come from."""
+        tb = self.token_bytes
+        return b"".join(tb[i] for i in text_ids)
+
+    @property
     def special_strings(self) -> list[str]:
         return [t.content for t in self.tokenizer.get_added_tokens_decoder().values()]
 
@@ -57,7 +69,7 @@ class PromptSpec:
         return sorted(i for k, i in self.specials.items() if k != "marker" and i >= 0)
 
     def text_ids(self, text: str) -> list[int]:
-        return encode_plain(self.tokenizer, normalize(text, self.normalize), self.special_strings)
+        return encode_plain(self.tokenizer, normalize(text, self.normalize, self.emoji), self.special_strings)
 
     def prompt_ids(self, text_ids: list[int]) -> list[int]:
         return self.prefix + text_ids + self.suffix

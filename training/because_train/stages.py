@@ -1,13 +1,16 @@
 """Stages 0-2 of the pipeline: data, rgen (stage 1) and augment (stage 2); each resumable."""
 
+import dataclasses
+import hashlib
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from because_train import LABELS
-from because_train.config import Config, as_dict
-from because_train.data import load_rows, read_jsonl, write_jsonl
-from because_train.normalize import lower_alnum_v1
+from because_train.config import Config, SourceConfig, as_dict
+from because_train.data import DataError, LoadCounts, Row, load_labelled, read_jsonl, write_jsonl
+from because_train.normalize import lower_alnum_v1, normalize
 from because_train.provenance import write_provenance
 from because_train.rgen import ReasoningGenerator, RgenItem
 
@@ -19,31 +22,87 @@ def log(msg: str) -> None:
 
 
 def _inputs(config: Config) -> dict[str, str | Path]:
+    out: dict[str, str | Path] = {}
+    for src in config.data.all_sources():
+        for split in SPLITS:
+            f = getattr(src, split)
+            if f and not f.startswith("hub:"):
+                out[f"{src.name}_{split}"] = config.path(f)
+    return out
+
+
+def held_out(text: str, seed: int, share: float) -> bool:
+    """Whether a row of a source without its own validation file goes to validation: a seeded hash
+    of its normalised text, so that repeated lines ("What?") never sit on both sides."""
+    digest = hashlib.sha256(f"{seed}:{lower_alnum_v1(text)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def source_rows(config: Config, src: SourceConfig) -> dict[str, tuple[list[Row], dict[str, int]]]:
+    """Training rows (given labels and mapped ones) and validation rows (given labels only: the
+    metrics are on rows a rater labelled with one of the labels) of one source, with counts."""
+    if not src.train:
+        raise SystemExit(f"data.sources: {src.name!r} has no train file")
+    train_file = str(config.path(src.train))
+    try:
+        rows, counts = load_labelled(train_file, "train", LABELS, src.mapping)
+        if src.validation:
+            val, vcounts = load_labelled(str(config.path(src.validation)), "validation", LABELS)
+        else:
+            val = [r for r in rows if not r.mapped and held_out(r.text, config.seed, src.validation_share)]
+            rows = [r for r in rows if not held_out(r.text, config.seed, src.validation_share)]
+            vcounts = LoadCounts(labelled=len(val))
+    except DataError as e:
+        raise SystemExit(f"data: {src.name}: {e}") from None
+    if src.limit:
+        rows = rows[: src.limit]
     return {
-        s: config.path(getattr(config.data, s))
-        for s in SPLITS
-        if not getattr(config.data, s).startswith("hub:")
+        "train": (rows, {**dataclasses.asdict(counts), "kept": len(rows)}),
+        "validation": (val, {**dataclasses.asdict(vcounts), "kept": len(val)}),
     }
 
 
 def data(config: Config) -> Path:
     out = config.run / "data"
+    per_source: dict[str, dict[str, dict[str, int]]] = {}
+    records: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    for src in config.data.all_sources():
+        loaded = source_rows(config, src)
+        per_source[src.name] = {}
+        for split in SPLITS:
+            rows, counts = loaded[split]
+            records[split] += [
+                {
+                    "key": f"{split}:{src.name}:{i}",
+                    "text": r.text,
+                    "label": LABELS[r.label],
+                    "source": src.name,
+                    "weight": src.weight,
+                }
+                for i, r in enumerate(rows)
+            ]
+            per_source[src.name][split] = counts
+            log(
+                f"data: {src.name} {split}: {len(rows)} rows ({counts['labelled']} labelled, "
+                f"{counts['mapped']} mapped; skipped {counts['no_label']} without a label, "
+                f"{counts['unmapped']} with an unmapped emotion, {counts['conflicting']} conflicting)"
+            )
+            if split == "validation":
+                write_jsonl(
+                    out / f"validation-{src.name}.jsonl",
+                    ({"text": r.text, "label": LABELS[r.label]} for r in rows),
+                )
     for split in SPLITS:
-        rows = load_rows(str(config.path(getattr(config.data, split))), split)
-        if split == "train" and config.data.limit:
-            rows = rows[: config.data.limit]
-        write_jsonl(
-            out / f"{split}.jsonl",
-            ({"key": f"{split}:{i}", "text": r.text, "label": LABELS[r.label]} for i, r in enumerate(rows)),
-        )
-        log(f"data: {split}: {len(rows)} rows")
-    write_provenance(out / "provenance.json", "data", _inputs(config), as_dict(config.data))
+        write_jsonl(out / f"{split}.jsonl", records[split])
+        log(f"data: {split}: {len(records[split])} rows")
+    settings = {**as_dict(config.data), "counts": per_source, "seed": config.seed}
+    write_provenance(out / "provenance.json", "data", _inputs(config), settings)
     return out
 
 
 def _items(config: Config, split: str) -> list[RgenItem]:
     return [
-        RgenItem(r["key"], lower_alnum_v1(r["text"]), r["label"])
+        RgenItem(r["key"], normalize(r["text"], config.model.normalize), r["label"])
         for r in read_jsonl(config.run / "data" / f"{split}.jsonl")
     ]
 
@@ -121,7 +180,16 @@ def augment(config: Config) -> Path:
             )
         write_jsonl(
             out / f"{split}.jsonl",
-            ({"text": r["text"], "reasoning": reasons[r["key"]], "label": r["label"]} for r in rows),
+            (
+                {
+                    "text": r["text"],
+                    "reasoning": reasons[r["key"]],
+                    "label": r["label"],
+                    "source": r.get("source", "data"),
+                    "weight": r.get("weight", 1.0),
+                }
+                for r in rows
+            ),
         )
         log(f"augment: {split}: {len(rows)} rows")
     inputs: dict[str, str | Path] = {}

@@ -110,3 +110,33 @@ def encode_plain(tok: Tokenizer, text: str, specials: Iterable[str]) -> list[int
         if piece:
             ids += tok.encode(piece, add_special_tokens=False).ids
     return ids
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's map from the printable characters that spell byte-level tokens back to bytes."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars = {b: chr(b) for b in printable}
+    n = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + n)
+            n += 1
+    return {c: b for b, c in chars.items()}
+
+
+def token_bytes(tok: Tokenizer) -> list[bytes]:
+    """The bytes each id stands for (an added token: its content in UTF-8), as the service's
+    detokenizer reads them; grounded quoting compares these with the input's bytes."""
+    decoder = _byte_decoder()
+    added = {i: t.content for i, t in tok.get_added_tokens_decoder().items()}
+    out: list[bytes] = []
+    for i in range(tok.get_vocab_size()):
+        if i in added:
+            out.append(added[i].encode())
+            continue
+        piece = tok.id_to_token(i) or ""
+        if all(c in decoder for c in piece):
+            out.append(bytes(decoder[c] for c in piece))
+        else:
+            out.append(piece.encode())
+    return out

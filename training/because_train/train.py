@@ -66,7 +66,9 @@ def build_tokenizer(config: Config, augmented: Path) -> Path:
     from because_train.normalize import normalize
 
     rows = read_jsonl(augmented / "train.jsonl")
-    corpus = [normalize(r["text"], "lower-alnum-v1") for r in rows] + [" " + r["reasoning"] for r in rows]
+    corpus = [normalize(r["text"], config.model.normalize) for r in rows] + [
+        " " + r["reasoning"] for r in rows
+    ]
     tok = train_bpe(corpus, config.model.vocab_size)
     save_hf_files(tok, out, max_length)
     log(f"tokenizer: {tok.get_vocab_size()} tokens -> {out}")
@@ -81,7 +83,7 @@ def prompt_spec(config: Config, tokenizer_dir: Path) -> PromptSpec:
     try:
         return PromptSpec(
             tokenizer=tok,
-            normalize="lower-alnum-v1",
+            normalize=config.model.normalize,
             template=specials["bos"] + "{text}" + SEP,
             marker=MARKER,
             eos=specials["eos"],
@@ -100,6 +102,8 @@ class Example:
     roles: list[int]
     prompt: list[int]
     label: int
+    source: str = "data"
+    weight: float = 1.0  # draws per epoch (data.sources[].weight)
 
 
 def make_examples(spec: PromptSpec, rows: list[dict[str, Any]], kind: str, max_input: int) -> list[Example]:
@@ -109,13 +113,36 @@ def make_examples(spec: PromptSpec, rows: list[dict[str, Any]], kind: str, max_i
         reasoning = spec.reasoning_ids(r["reasoning"]) if kind == "qra" else None
         label = LABELS.index(r["label"])
         ids, roles = spec.training_sequence(text_ids, reasoning, label)
-        out.append(Example(ids, roles, spec.prompt_ids(text_ids), label))
+        out.append(
+            Example(
+                ids,
+                roles,
+                spec.prompt_ids(text_ids),
+                label,
+                r.get("source", "data"),
+                float(r.get("weight", 1.0)),
+            )
+        )
     return out
+
+
+def epoch_draws(examples: list[Example], rng: np.random.Generator) -> np.ndarray:
+    """Indices of one epoch's rows: a row of weight w is drawn floor(w) times, and once more with
+    probability w - floor(w)."""
+    w = np.array([e.weight for e in examples])
+    whole = np.floor(w).astype(np.int64)
+    extra = rng.random(len(examples)) < (w - whole)
+    return np.repeat(np.arange(len(examples)), whole + extra)
+
+
+def expected_draws(examples: list[Example]) -> int:
+    return int(round(sum(e.weight for e in examples)))
 
 
 def batches(examples: list[Example], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """Length-bucketed batches in random order: little padding, still a random walk over the data."""
-    order = rng.permutation(len(examples))
+    draws = epoch_draws(examples, rng)
+    order = draws[rng.permutation(len(draws))]
     chunk = batch_size * 50
     out: list[list[int]] = []
     for s in range(0, len(order), chunk):
@@ -175,6 +202,17 @@ def evaluate_model(
     model.train()
     metrics = classification_metrics([e.label for e in examples], preds, list(LABELS))
     metrics["forced_marker"] = forced
+    sources = sorted({e.source for e in examples})
+    metrics["per_source"] = {
+        src: classification_metrics(
+            [e.label for e in examples if e.source == src],
+            [p for e, p in zip(examples, preds, strict=True) if e.source == src],
+            list(LABELS),
+        )
+        for src in sources
+    }
+    # Model selection weighs every register alike: pooled accuracy would be mostly the largest set.
+    metrics["selection"] = float(np.mean([metrics["per_source"][s]["accuracy"] for s in sources]))
     return metrics
 
 
@@ -238,7 +276,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     )
     rng = np.random.default_rng(config.seed)
     # Bucketing chunks are whole multiples of the batch size, so it adds no batches.
-    steps_per_epoch = math.ceil(len(train_ex) / config.train.batch_size)
+    steps_per_epoch = math.ceil(expected_draws(train_ex) / config.train.batch_size)
     total = steps_per_epoch * config.train.epochs
     state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "history": []}
     last = out / "last.pt"
@@ -293,17 +331,24 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             "eval_seconds": round(time.time() - t1, 1),
             "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"],
+            "selection": metrics["selection"],
+            "per_source": {
+                src: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
+                for src, m in metrics["per_source"].items()
+            },
             "forced_marker": metrics["forced_marker"],
         }
         state["history"].append(record)
+        by_source = ", ".join(f"{src} {m['accuracy']:.4f}" for src, m in record["per_source"].items())
         log(
             f"[{kind}] epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} "
+            f"({by_source}; selection {metrics['selection']:.4f}) "
             f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)"
         )
         state["epoch"] = epoch
         weights_now = trainable_state(model)
-        if metrics["accuracy"] > state["best"]:
-            state["best"], state["best_epoch"] = metrics["accuracy"], epoch
+        if metrics["selection"] > state["best"]:
+            state["best"], state["best_epoch"] = metrics["selection"], epoch
             torch.save(
                 {
                     "model": weights_now,
@@ -327,7 +372,9 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             "best_accuracy": state["best"],
         },
     )
-    log(f"[{kind}] best validation accuracy {state['best']:.4f} at epoch {state['best_epoch']}")
+    log(
+        f"[{kind}] best selection score (mean per-source accuracy) {state['best']:.4f} at epoch {state['best_epoch']}"
+    )
     return out
 
 

@@ -78,3 +78,81 @@ def test_shared_emotion_data_loads(shared_data):
     rows = load_rows(str(shared_data / "emotion" / "validation.jsonl"))
     assert len(rows) == 2000
     assert json.dumps(sorted({r.label for r in rows})) == "[0, 1, 2, 3, 4, 5]"
+
+
+def test_null_labels_are_skipped_and_counted_and_mapping_fills_them(tmp_path):
+    from because_train.data import load_labelled
+
+    path = write(
+        tmp_path,
+        "g.jsonl",
+        b'{"text": "yay", "emotions": ["joy"], "label": 1}\n'
+        b'{"text": "lol", "emotions": ["amusement"], "label": null}\n'
+        b'{"text": "hmm", "emotions": ["neutral"], "label": null}\n'
+        b'{"text": "ugh no", "emotions": ["annoyance", "sadness"], "label": null}\n'
+        b'{"text": "grr", "emotions": ["annoyance", "anger"], "label": null}\n',
+    )
+    rows, counts = load_labelled(path)
+    assert [r.text for r in rows] == ["yay"] and counts.no_label == 4
+    mapping = {"amusement": "joy", "annoyance": "anger", "anger": "anger", "sadness": "sadness"}
+    rows, counts = load_labelled(path, mapping=mapping)
+    assert [(r.text, r.label, r.mapped) for r in rows] == [
+        ("yay", 1, False),
+        ("lol", 1, True),
+        ("grr", 3, True),
+    ]
+    assert (counts.labelled, counts.mapped, counts.unmapped, counts.conflicting) == (1, 2, 1, 1)
+    with pytest.raises(DataError, match="'annoyance' -> 'rage', which is not a label"):
+        load_labelled(path, mapping={"annoyance": "rage"})
+    # Strict loading (training files of one source without a mapping) still refuses a null label.
+    with pytest.raises(DataError, match="g.jsonl:2: missing field 'label'"):
+        load_rows(path)
+
+
+def test_data_stage_reads_several_sources_with_a_seeded_split(tmp_path):
+    from because_train.config import load_config
+    from because_train.data import read_jsonl
+    from because_train.stages import data
+
+    a = write(
+        tmp_path, "a.jsonl", b'{"text": "i feel great", "label": 1}\n{"text": "so scared", "label": 4}\n'
+    )
+    av = write(tmp_path, "av.jsonl", b'{"text": "happy", "label": 1}\n{"text": "x", "label": null}\n')
+    lines = [f'{{"text": "Line {i} !", "emotions": ["disgust"], "label": null}}' for i in range(200)]
+    lines += [f'{{"text": "What? {i % 7}", "emotions": ["fear"], "label": 4}}' for i in range(100)]
+    b = write(tmp_path, "b.jsonl", ("\n".join(lines) + "\n").encode())
+    toml = tmp_path / "c.toml"
+    toml.write_text(f"""
+run_dir = "{tmp_path / "run"}"
+[[data.sources]]
+name = "tweets"
+train = "{a}"
+validation = "{av}"
+[[data.sources]]
+name = "films"
+train = "{b}"
+validation_share = 0.3
+weight = 0.5
+[data.sources.mapping]
+disgust = "anger"
+fear = "fear"
+""")
+    config = load_config(str(toml))
+    out = data(config)
+    train, val = read_jsonl(out / "train.jsonl"), read_jsonl(out / "validation.jsonl")
+    films_val = [r for r in val if r["source"] == "films"]
+    films_train = [r for r in train if r["source"] == "films"]
+    # Validation keeps rated labels only; a text never sits on both sides of the split.
+    assert films_val and all(r["label"] == "fear" for r in films_val)
+    assert not {r["text"] for r in films_val} & {r["text"] for r in films_train}
+    assert {r["label"] for r in films_train} == {"anger", "fear"}
+    assert all(r["weight"] == 0.5 for r in films_train)
+    assert [r["text"] for r in val if r["source"] == "tweets"] == ["happy"]
+    assert read_jsonl(out / "validation-films.jsonl") == [
+        {"text": r["text"], "label": r["label"]} for r in films_val
+    ]
+    counts = json.loads((out / "provenance.json").read_text())["settings"]["counts"]
+    assert counts["tweets"]["validation"]["no_label"] == 1
+    # The same seed gives the same split.
+    again = data(config)
+    assert read_jsonl(again / "validation.jsonl") == val

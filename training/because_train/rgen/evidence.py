@@ -64,6 +64,14 @@ FILLER = frozenset(ENGLISH_STOP_WORDS) | {
     "don",
     "didnt",
     "dont",
+    "name",  # natural-v1's placeholders for masked names and links
+    "url",
+    "!",
+    "?",
+    "!!",
+    "??",
+    "?!",
+    "!?",
 }
 WEAK = 0.2  # a phrase is quoted only if it carries at least this share of the strongest one's evidence
 
@@ -80,7 +88,11 @@ class Teacher:
     def __init__(self, seed: int) -> None:
         self.trained_keys: frozenset[str] = frozenset()
         self.vectorizer = TfidfVectorizer(
-            ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, min_df=2
+            # Words, and runs of ! and ?, which natural-v1 keeps as tokens of their own.
+            ngram_range=(1, 2),
+            token_pattern=r"[a-z0-9]+|[!?]+",
+            sublinear_tf=True,
+            min_df=2,
         )
         self.model = LogisticRegression(C=10.0, max_iter=2000, random_state=seed)
 

@@ -1,0 +1,108 @@
+/**
+ * @module
+ * Grounded quoting (docs/model-package.md, "Decoding"): while the reasoning is inside a quotation
+ * ("..."), only tokens that keep the quoted bytes a span of the input are allowed, so every quote
+ * the model writes occurs in the text it read (normalised, as the model sees it). Pure functions,
+ * the same rules as `training/because_train/decode.py` (`advance_quote`, `Grounding.pick`).
+ */
+
+/** `"`: natural-v1 never leaves one in the input, so in the reasoning it always delimits a quote. */
+export const QUOTE = 0x22
+
+/** Where the reasoning stands: inside a quotation or not, and the bytes quoted so far. */
+export interface QuoteState {
+  readonly inside: boolean
+  readonly quote: Uint8Array
+}
+
+export const OUTSIDE: QuoteState = { inside: false, quote: new Uint8Array(0) }
+
+/** Whether `needle` occurs in `haystack` (byte strings; the empty needle always does). */
+export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  const n = needle.length
+  if (n === 0) return true
+  const first = needle[0]!
+  outer: for (let i = haystack.indexOf(first); i >= 0 && i + n <= haystack.length; i = haystack.indexOf(first, i + 1)) {
+    for (let j = 1; j < n; j++) if (haystack[i + j] !== needle[j]) continue outer
+    return true
+  }
+  return false
+}
+
+/**
+ * The state after `token`, or `null` when the token would quote what is not a span of `source`: an
+ * empty quotation, a quotation opened where the input is empty, or quoted bytes `source` lacks.
+ */
+export function advanceQuote(state: QuoteState, token: Uint8Array, source: Uint8Array): QuoteState | null {
+  let inside = state.inside
+  let quote = state.quote
+  for (const b of token) {
+    if (b === QUOTE) {
+      if (inside && quote.length === 0) return null
+      if (!inside && source.length === 0) return null
+      inside = !inside
+      quote = new Uint8Array(0)
+    } else if (inside) {
+      const grown = new Uint8Array(quote.length + 1)
+      grown.set(quote)
+      grown[quote.length] = b
+      if (!containsBytes(source, grown)) return null
+      quote = grown
+    }
+  }
+  return inside === state.inside && quote === state.quote ? state : { inside, quote }
+}
+
+/** The grounding of one sequence: its input bytes and the table of every token's bytes. */
+export interface GroundingContext {
+  readonly source: Uint8Array
+  readonly tokenBytes: readonly Uint8Array[]
+  readonly banned: ReadonlySet<number>
+  readonly marker: number
+}
+
+/** The state after `token` if it is allowed now, else `null`; the marker is always allowed. */
+function allowed(ctx: GroundingContext, state: QuoteState, token: number): QuoteState | null {
+  if (token === ctx.marker) return state
+  const bytes = ctx.tokenBytes[token]!
+  if (!state.inside && !bytes.includes(QUOTE)) return state
+  return advanceQuote(state, bytes, ctx.source)
+}
+
+/**
+ * Greedy choice under grounding: the highest-logit token in `logits[offset, offset + size)` that is
+ * neither banned nor ungrounded (lowest id on ties, NaN never wins); the marker when nothing else is.
+ */
+export function pickGrounded(
+  logits: Float32Array,
+  offset: number,
+  size: number,
+  ctx: GroundingContext,
+  state: QuoteState,
+): { token: number; state: QuoteState } {
+  let best = -1
+  let bestValue = -Infinity
+  for (let i = 0; i < size; i++) {
+    const v = logits[offset + i]!
+    if (v > bestValue && !ctx.banned.has(i)) {
+      best = i
+      bestValue = v
+    }
+  }
+  if (best >= 0) {
+    const next = allowed(ctx, state, best)
+    if (next) return { token: best, state: next }
+    // Rare path: walk the rest in order (logit descending, id ascending), as decode.py does.
+    const order: number[] = []
+    for (let i = 0; i < size; i++) {
+      const v = logits[offset + i]!
+      if (i !== best && v > -Infinity && !ctx.banned.has(i)) order.push(i)
+    }
+    order.sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
+    for (const t of order) {
+      const s = allowed(ctx, state, t)
+      if (s) return { token: t, state: s }
+    }
+  }
+  return { token: ctx.marker, state }
+}

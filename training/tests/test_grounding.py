@@ -1,0 +1,82 @@
+"""Grounded quoting (decode.py): a quotation the model writes is always a span of its input."""
+
+import numpy as np
+
+from because_train.decode import Grounding, QuoteState, advance_quote, decode_batch
+from because_train.metrics import quoted_phrases
+
+SOURCE = b"i cant believe it !"
+
+
+def test_advance_quote_keeps_spans_of_the_input_only():
+    out = QuoteState()
+    inside = advance_quote(out, b' "', SOURCE)
+    assert inside == QuoteState(True, b"")
+    assert advance_quote(inside, b"cant", SOURCE) == QuoteState(True, b"cant")
+    assert advance_quote(inside, b"hate", SOURCE) is None  # not in the text
+    assert advance_quote(inside, b'"', SOURCE) is None  # an empty quotation
+    assert advance_quote(QuoteState(True, b"cant"), b" believe", SOURCE) == QuoteState(True, b"cant believe")
+    assert advance_quote(QuoteState(True, b"cant"), b" it", SOURCE) is None  # "cant it" is not a span
+    # A token that closes one quotation and opens the next (the old model's `" "love"`).
+    assert advance_quote(QuoteState(True, b"it"), b'" "', SOURCE) == QuoteState(True, b"")
+    assert advance_quote(QuoteState(True, b"it"), b'" "love', SOURCE) is None
+    # Outside a quotation anything goes; an empty input cannot be quoted at all.
+    assert advance_quote(out, b"anger", SOURCE) == out
+    assert advance_quote(out, b'"', b"") is None
+
+
+def test_multibyte_input_is_compared_as_bytes():
+    src = "café 😊".encode()
+    s = advance_quote(QuoteState(True, b""), b"caf", src)
+    assert s is not None and advance_quote(s, "é".encode(), src) == QuoteState(True, "café".encode())
+    assert advance_quote(QuoteState(True, b""), "😊".encode()[:2], src) is not None
+
+
+def test_pick_walks_the_candidates_in_order_and_the_marker_is_always_allowed():
+    tokens = [b"<m>", b'"', b"hate", b"believe", b"cant", b"!"]
+    g = Grounding(SOURCE, tokens)
+    g.state = QuoteState(True, b"")
+    logits = np.array([0.0, 1.0, 9.0, 5.0, 5.0, 1.0], dtype=np.float32)
+    # "hate" is best but not in the text; "believe" and "cant" tie: the lower id wins.
+    assert g.pick(logits, banned=[], marker=0) == 3
+    assert g.state == QuoteState(True, b"believe")
+    g.state = QuoteState(True, b"")
+    assert g.pick(np.array([-1, 9, 9, -np.inf, np.nan, 0], dtype=np.float32), banned=[], marker=0) == 5
+    g.state = QuoteState(True, b"it !")
+    assert g.pick(np.array([-1, 2, 9, 9, 9, 9], dtype=np.float32), banned=[], marker=0) == 1
+    g.state = QuoteState(True, b"it !")
+    assert g.pick(np.array([-1, -np.inf, 9, 9, 9, 9], dtype=np.float32), banned=[], marker=0) == 0
+
+
+def test_decode_batch_grounds_what_an_adversarial_model_wants_to_quote():
+    """A fake model that always prefers to quote "hate", which no input contains."""
+    tokens = [b"<pad>", b"<m>", b' "', b'"', b"hate", b"joy", *[bytes([c]) for c in range(97, 123)], b" "]
+    vocab = len(tokens)
+    t = {tok: i for i, tok in enumerate(tokens)}
+
+    def forward(ids, mask, pos, past):
+        step = 0 if past is None else past + 1
+        logits = np.zeros((ids.shape[0], vocab), dtype=np.float32)
+        plan = [t[b' "'], t[b"hate"], t[b"hate"], t[b'"'], t[b"joy"], 1]
+        for r in range(ids.shape[0]):
+            logits[r, plan[min(step, len(plan) - 1)]] = 10.0
+            logits[r, t[b'"']] += 1.0  # closing is the second choice everywhere
+        return logits, step
+
+    texts = [b"the meeting is at pm", b"fine", b"h"]
+    prompts = [[t[bytes([c])] for c in text if bytes([c]) in t] for text in texts]
+    out = decode_batch(
+        forward,
+        prompts,
+        kind="qra",
+        marker=1,
+        banned=[0],
+        label_ids=[4, 5],
+        max_reasoning=12,
+        pad=0,
+        sources=texts,
+        token_bytes=tokens,
+    )
+    for d, src in zip(out, texts, strict=True):
+        text = b"".join(tokens[i] for i in d.reasoning_ids).decode()
+        assert all(q.encode() in src for q in quoted_phrases(text)), text
