@@ -1,4 +1,10 @@
-import { describe, expect, it } from 'vitest'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { Tensor } from '@huggingface/transformers'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Peer, ReasoningProcessor, labelScores, tokenBytesTable } from '../bench/lib/peer.js'
+import { EmojiTable, lowerAlnumV1, naturalV1 } from '../src/model/normalize.js'
 import {
   UsageError,
   flopsPerClassification,
@@ -146,5 +152,121 @@ describe('texts and formatting', () => {
 
   it('builds a markdown table', () => {
     expect(markdownTable(['a', 'b'], [['1', '2']])).toBe('| a | b |\n| --- | --- |\n| 1 | 2 |')
+  })
+})
+
+describe('peer decoding rules', () => {
+  const enc = new TextEncoder()
+  const dec = new TextDecoder()
+  // 0-4 specials (4 the marker), then: ' "', 'ab', 'zz', '"', 'x'
+  const spell = ['', '', '', '', '', ' "', 'ab', 'zz', '"', 'x']
+  const V = spell.length
+  const specials = { bos: 0, eos: 1, pad: 2, sep: 3, marker: 4 }
+  const grounding = { source: enc.encode('x ab'), tokenBytes: spell.map((t) => enc.encode(t)), banned: new Set([0, 1, 2, 3]), marker: 4 }
+  const manifest = { label_token_ids: [[6], [9]], special_tokens: specials, limits: { max_input_tokens: 8, max_reasoning_tokens: 4 } }
+
+  /** Runs the processor over one step's logits and returns the single finite id. */
+  function step(p: ReasoningProcessor, ids: bigint[], values: Record<number, number>, rest = -5): number {
+    const data = new Float32Array(V).fill(rest)
+    for (const [id, v] of Object.entries(values)) data[Number(id)] = v
+    const out = p._call([ids], new Tensor('float32', data, [1, V])).data as Float32Array
+    const finite = [...out.keys()].filter((i) => Number.isFinite(out[i]))
+    expect(finite).toHaveLength(1)
+    ids.push(BigInt(finite[0]!))
+    return finite[0]!
+  }
+
+  it('leaves only the grounded choice finite and carries the quotation across steps', () => {
+    const prompt = [0n, 9n, 3n]
+    const ids = [...prompt]
+    const p = new ReasoningProcessor(prompt.length, manifest, grounding)
+    expect(step(p, ids, { 1: 50, 5: 10, 6: 9 })).toBe(5) // eos banned; the quote opens
+    expect(step(p, ids, { 7: 10, 6: 9, 8: 8 })).toBe(6) // "zz" is not in the text, "ab" is
+    expect(step(p, ids, { 8: 10, 6: 9 })).toBe(8) // a non-empty quote may close
+    expect(step(p, ids, { 5: 10, 8: 9 })).toBe(5) // outside again: a new quote may open
+    expect(step(p, ids, { 6: 10 })).toBe(4) // budget spent: the marker is forced
+    const data = new Float32Array(V)
+    data[6] = 3
+    data[9] = -1
+    p._call([ids], new Tensor('float32', data, [1, V]))
+    expect(p.labelLogits).toEqual([3, -1])
+    expect(dec.decode(Buffer.concat(ids.slice(prompt.length, -1).map((t) => grounding.tokenBytes[Number(t)]!)))).toBe(' "ab" "')
+  })
+
+  it('never closes an empty quotation and falls back to the marker when nothing is allowed', () => {
+    const ids = [0n, 3n]
+    const p = new ReasoningProcessor(ids.length, manifest, grounding)
+    expect(step(p, ids, { 5: 10 })).toBe(5)
+    expect(step(p, ids, { 8: 10, 6: 9 })).toBe(6) // '"' right after '"' would quote nothing
+    const q = new ReasoningProcessor(ids.length, manifest, { ...grounding, source: new Uint8Array(0) })
+    expect(step(q, [0n, 3n], { 5: 10, 8: 9 }, -Infinity)).toBe(4) // an empty input has nothing to quote
+  })
+
+  it('divides the label logits by the calibration temperature', () => {
+    const plain = labelScores([2, 0, 1], 1)
+    const z = [2, 0, 1].map(Math.exp)
+    plain.scores.forEach((s, k) => expect(s).toBeCloseTo(z[k]! / (z[0]! + z[1]! + z[2]!), 12))
+    const hot = labelScores([2, 0, 1], 2)
+    expect(hot.index).toBe(0)
+    expect(hot.scores[0]).toBeLessThan(plain.scores[0]!)
+    expect(hot.scores[0]! / hot.scores[1]!).toBeCloseTo(Math.exp(1), 12)
+    expect(labelScores([1, 3, 3], 0.5).index).toBe(1)
+  })
+
+  it('spells byte-level tokens as their bytes and added tokens as their content', () => {
+    const table = tokenBytesTable({ added_tokens: [{ id: 0, content: '<|bos|>' }], model: { vocab: { '<|bos|>': 0, 'Ġ"': 1, 'Ã©': 2, ab: 5 } } }, 4)
+    expect(table).toHaveLength(4)
+    expect(dec.decode(table[0])).toBe('<|bos|>')
+    expect(dec.decode(table[1])).toBe(' "')
+    expect(dec.decode(table[2])).toBe('é')
+    expect([...table[3]!]).toEqual([])
+  })
+})
+
+describe('peer on the embedded model', () => {
+  const QRA = resolve('models/emotion-qra-tiny')
+  const tmp = mkdtempSync(join(tmpdir(), 'because-peer-'))
+  const emoji = { emoji: { '😊': 'smiling face with smiling eyes' }, emoticons: { ':)': 'slightly smiling face' } }
+  let peer: Peer
+  let natural: Peer
+
+  beforeAll(async () => {
+    // The same model with natural-v1 and a calibration temperature, to check what the peer reads.
+    const dir = join(tmp, 'emotion-qra-natural')
+    const m = JSON.parse(readFileSync(join(QRA, 'manifest.json'), 'utf8'))
+    m.prompt.normalize = 'natural-v1'
+    m.calibration = { temperature: 1.7 }
+    mkdirSync(dir)
+    for (const f of readdirSync(QRA)) if (f !== 'manifest.json') symlinkSync(join(QRA, f), join(dir, f))
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m))
+    writeFileSync(join(dir, 'emoji.json'), JSON.stringify(emoji))
+    peer = await Peer.load(QRA, 1)
+    natural = await Peer.load(dir, 1)
+  })
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+
+  it('quotes only what the normalised text holds', async () => {
+    const texts = ['i feel empty and i wait for new signs', 'i woke up often got up around am feeling pukey radiation and groggy', "I didn't feel humiliated!!"]
+    for (const text of texts) {
+      const r = await peer.classify(text)
+      const source = new TextDecoder().decode(peer.encode(text).source)
+      expect(source).toBe(lowerAlnumV1(text))
+      for (const [, q] of r.reasoning.matchAll(/"([^"]*)"/g)) expect(source, r.reasoning).toContain(q)
+      expect(r.scores.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 9)
+    }
+  })
+
+  it('normalises with the package rule and table, and applies its temperature', async () => {
+    const text = "I'm SOOOO happy!!! :) 😊"
+    const e = natural.encode(text)
+    expect(new TextDecoder().decode(e.source)).toBe(naturalV1(text, EmojiTable.parse(emoji)))
+    expect(e.textTokens).toBe(e.ids.length - 2)
+    // Same prompt under both rules, so the scores differ by the temperature alone: p_T ~ p^(1/T).
+    const same = 'i feel happy today'
+    const [a, b] = [await peer.classify(same), await natural.classify(same)]
+    expect(b.reasoning).toBe(a.reasoning)
+    const powered = a.scores.map((s) => s ** (1 / 1.7))
+    const sum = powered.reduce((x, y) => x + y, 0)
+    b.scores.forEach((s, k) => expect(s).toBeCloseTo(powered[k]! / sum, 6))
   })
 })

@@ -6,15 +6,23 @@
  * One `generate()` call per request, batch 1, on the package's `model.onnx` (fp32, CPU, the same
  * ONNX Runtime thread settings as the engine). It follows docs/model-package.md "Decoding" so that
  * both produce the same reasoning and label for the same text:
- * - the prompt is `prefix + normalised text + suffix` of the manifest's template, tokenised by
- *   transformers.js's own tokenizer from the package's tokenizer.json (the template's special
- *   tokens are its added tokens; normalised text cannot contain them);
- * - greedy; during the reasoning bos/eos/pad/sep are masked; after `max_reasoning_tokens` reasoning
- *   tokens the marker is forced (a logits processor);
- * - once the marker has been fed, the logits at its position score the six labels (the same
- *   processor reads them) and a stopping criterion ends generation: `max_new_tokens` is the
- *   reasoning budget + 2 (reasoning, marker, label), so the work per request is the engine's:
- *   one prefill, one pass per reasoning token, one pass for the marker.
+ * - the prompt is `prefix + normalised text + suffix` of the manifest's template (the package's
+ *   rule; `natural-v1` with the package's emoji.json), tokenised by transformers.js's own tokenizer
+ *   from the package's tokenizer.json (the template's special tokens are its added tokens;
+ *   normalised text cannot contain them);
+ * - greedy with grounded quoting, in a logits processor: at each reasoning step it picks the token
+ *   with the engine's own `pickGrounded` (src/engine/grounding.ts: bos/eos/pad/sep banned, and
+ *   inside a quotation only tokens that keep the quote a span of this request's text bytes) and
+ *   leaves that token the only finite logit, carrying the quotation state from step to step; after
+ *   `max_reasoning_tokens` reasoning tokens the marker is forced. That choice is one scan of the
+ *   vocabulary per step (more only when the best token would misquote), the same work the engine
+ *   does per row and step, so grounding costs both sides the same and the comparison stays fair
+ *   (the sampler's argmax that follows was the peer's own before grounding too).
+ * - once the marker has been fed, the logits at its position score the labels (the same
+ *   processor reads them; the scores are the softmax of those logits divided by the manifest's
+ *   calibration temperature, 1 when absent) and a stopping criterion ends generation:
+ *   `max_new_tokens` is the reasoning budget + 2 (reasoning, marker, label), so the work per
+ *   request is the engine's: one prefill, one pass per reasoning token, one pass for the marker.
  * - the reasoning streams through a `streamer`: each new token re-decodes the reasoning so far with
  *   the tokenizer, trims it as the engine does (leading whitespace dropped, trailing held back,
  *   an unfinished UTF-8 sequence held back) and hands out the new suffix.
@@ -30,7 +38,10 @@ import {
   env,
 } from '@huggingface/transformers'
 import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transformers'
-import { normalize } from '../../src/model/normalize.js'
+import { OUTSIDE, pickGrounded } from '../../src/engine/grounding.js'
+import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js'
+import { tokenToBytes } from '../../src/model/byte-level.js'
+import { EmojiTable, normalize } from '../../src/model/normalize.js'
 import type { NormalizeRule } from '../../src/model/normalize.js'
 
 /** The parts of manifest.json the peer reads. */
@@ -42,6 +53,8 @@ interface PeerManifest {
   prompt: { normalize: NormalizeRule; template: string; marker: string; eos: string }
   special_tokens: { bos: number; eos: number; pad: number; sep: number; marker: number }
   limits: { max_input_tokens: number; max_reasoning_tokens: number }
+  onnx: { vocab_size: number }
+  calibration?: { temperature?: number }
 }
 
 export interface PeerResult {
@@ -60,13 +73,18 @@ export class PeerInputError extends Error {
 const LEADING_SPACE = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/
 const TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/
 
-/** Masks specials during the reasoning, forces the marker past the budget, reads label logits. */
-class ReasoningProcessor extends LogitsProcessor {
+/**
+ * Picks each reasoning token as the engine does (grounded greedy), forces the marker past the
+ * budget, reads the label logits once the marker has been fed. One instance per request: it holds
+ * that request's quotation state.
+ */
+export class ReasoningProcessor extends LogitsProcessor {
   labelLogits: number[] | null = null
+  #quote: QuoteState = OUTSIDE
   constructor(
     private readonly promptLength: number,
-    private readonly m: PeerManifest,
-    private readonly banned: readonly number[],
+    private readonly m: Pick<PeerManifest, 'label_token_ids' | 'special_tokens' | 'limits'>,
+    private readonly grounding: GroundingContext,
   ) {
     super()
   }
@@ -85,9 +103,47 @@ class ReasoningProcessor extends LogitsProcessor {
       data[marker] = 0
       return logits
     }
-    for (const id of this.banned) data[id] = -Infinity
+    const { token, state } = pickGrounded(data, 0, logits.dims.at(-1)!, this.grounding, this.#quote)
+    // The sampler must take exactly this token, or the carried state would describe another text.
+    this.#quote = state
+    data.fill(-Infinity)
+    data[token] = 0
     return logits
   }
+}
+
+/** Label scores: softmax of the label logits divided by `temperature`; argmax, lowest index on ties. */
+export function labelScores(logits: readonly number[], temperature: number): { index: number; scores: number[] } {
+  const z = logits.map((x) => x / temperature)
+  const top = Math.max(...z)
+  const exp = z.map((x) => Math.exp(x - top))
+  const sum = exp.reduce((a, b) => a + b, 0)
+  let index = 0
+  for (let k = 1; k < logits.length; k++) if (logits[k]! > logits[index]!) index = k
+  return { index, scores: exp.map((e) => e / sum) }
+}
+
+/**
+ * Bytes of every id below `vocabSize` as grounded quoting reads them, built as src/model/tokenizer.ts
+ * builds the engine's `quoteBytes`: a byte-level vocabulary entry spells its bytes, an added token
+ * its content in UTF-8.
+ */
+export function tokenBytesTable(
+  json: { added_tokens?: { id: number; content: string }[]; model?: { vocab?: Record<string, number> } },
+  vocabSize: number,
+): Uint8Array[] {
+  const table: Uint8Array[] = Array.from({ length: vocabSize }, () => new Uint8Array(0))
+  const added = json.added_tokens ?? []
+  const addedIds = new Set(added.map((t) => t.id))
+  for (const [token, id] of Object.entries(json.model?.vocab ?? {})) {
+    if (id >= vocabSize || addedIds.has(id)) continue
+    const bytes = tokenToBytes(token)
+    if (bytes === null) throw new Error(`tokenizer.json: token ${JSON.stringify(token)} is not byte-level`)
+    table[id] = bytes
+  }
+  const utf8 = new TextEncoder()
+  for (const t of added) if (t.id < vocabSize) table[t.id] = utf8.encode(t.content)
+  return table
 }
 
 /** Stops once the marker has been fed (the token after it is the label step's). */
@@ -164,6 +220,11 @@ export class Peer {
     private readonly model: PreTrainedModel,
     private readonly prefix: string,
     private readonly suffix: string,
+    private readonly prefixIds: readonly number[],
+    private readonly suffixIds: readonly number[],
+    private readonly emoji: EmojiTable | undefined,
+    private readonly tokenBytes: readonly Uint8Array[],
+    private readonly temperature: number,
   ) {}
 
   /** Loads the package folder `dir` with transformers.js, local files only. */
@@ -171,6 +232,11 @@ export class Peer {
     const abs = resolve(dir)
     const manifest = JSON.parse(await readFile(`${abs}/manifest.json`, 'utf8')) as PeerManifest
     if (manifest.kind !== 'qra') throw new Error(`${abs}: the peer serves qra packages (reasoning then label), not ${manifest.kind}`)
+    const temperature = manifest.calibration?.temperature ?? 1
+    if (!(Number.isFinite(temperature) && temperature > 0)) throw new Error(`${abs}: calibration.temperature must be a positive number, not ${temperature}`)
+    const emoji = manifest.prompt.normalize === 'natural-v1' ? EmojiTable.parse(JSON.parse(await readFile(`${abs}/emoji.json`, 'utf8'))) : undefined
+    // Read here as well as by transformers.js: the engine's byte table comes from the same vocabulary.
+    const tokenBytes = tokenBytesTable(JSON.parse(await readFile(`${abs}/tokenizer.json`, 'utf8')), manifest.onnx.vocab_size)
     env.allowRemoteModels = false
     env.allowLocalModels = true
     env.localModelPath = `${dirname(abs)}/`
@@ -184,28 +250,44 @@ export class Peer {
       session_options: { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' },
     })
     const [prefix, suffix] = manifest.prompt.template.split('{text}') as [string, string]
-    return new Peer(manifest, tokenizer, model, prefix, suffix)
+    const alone = (s: string) => (s ? tokenizer.encode(s, { add_special_tokens: false }) : [])
+    return new Peer(manifest, tokenizer, model, prefix, suffix, alone(prefix), alone(suffix), emoji, tokenBytes, temperature)
   }
 
-  /** The prompt ids of `text` and the number of them that came from the text. */
-  encode(text: string): { ids: number[]; textTokens: number } {
-    const normalized = normalize(text, this.manifest.prompt.normalize)
+  /** The prompt ids of `text`, the number of them that came from the text, and those ids' bytes. */
+  encode(text: string): { ids: number[]; textTokens: number; source: Uint8Array } {
+    const normalized = normalize(text, this.manifest.prompt.normalize, this.emoji)
     if (normalized === '') throw new PeerInputError('text: nothing left to classify after normalisation')
     const ids = this.tokenizer.encode(this.prefix + normalized + this.suffix, { add_special_tokens: false })
-    const around = this.tokenizer.encode(this.prefix + this.suffix, { add_special_tokens: false }).length
-    const textTokens = ids.length - around
+    const p = this.prefixIds.length
+    const textIds = ids.slice(p, ids.length - this.suffixIds.length)
+    // The template's ends are added tokens, which no normalised text can merge with; if a template
+    // ever broke that, the grounding source below would be wrong, so say so rather than drift.
+    if (this.prefixIds.some((t, k) => ids[k] !== t) || this.suffixIds.some((t, k) => ids[p + textIds.length + k] !== t)) {
+      throw new Error('the prompt does not start with the template prefix and end with its suffix as tokenised alone')
+    }
+    const textTokens = textIds.length
     if (textTokens > this.manifest.limits.max_input_tokens) {
       throw new PeerInputError(`text: ${textTokens} tokens, at most ${this.manifest.limits.max_input_tokens}`)
     }
-    return { ids, textTokens }
+    let size = 0
+    for (const t of textIds) size += this.tokenBytes[t]!.length
+    const source = new Uint8Array(size)
+    size = 0
+    for (const t of textIds) {
+      source.set(this.tokenBytes[t]!, size)
+      size += this.tokenBytes[t]!.length
+    }
+    return { ids, textTokens, source }
   }
 
   async classify(text: string, onDelta?: (delta: string) => void): Promise<PeerResult> {
     const t0 = performance.now()
-    const { ids, textTokens } = this.encode(text)
+    const { ids, textTokens, source } = this.encode(text)
     const m = this.manifest
     const { bos, eos, pad, sep, marker } = m.special_tokens
-    const processor = new ReasoningProcessor(ids.length, m, [bos, eos, pad, sep])
+    const grounding: GroundingContext = { source, tokenBytes: this.tokenBytes, banned: new Set([bos, eos, pad, sep]), marker }
+    const processor = new ReasoningProcessor(ids.length, m, grounding)
     const streamer = new ReasoningStreamer(this.tokenizer, BigInt(marker), onDelta)
     const n = ids.length
     await this.model.generate({
@@ -221,12 +303,7 @@ export class Peer {
     streamer.end()
     const logits = processor.labelLogits
     if (!logits) throw new Error('generation ended before the marker')
-    const top = Math.max(...logits)
-    const exp = logits.map((x) => Math.exp(x - top))
-    const sum = exp.reduce((a, b) => a + b, 0)
-    const scores = exp.map((e) => e / sum)
-    let labelIndex = 0
-    for (let k = 1; k < scores.length; k++) if (logits[k]! > logits[labelIndex]!) labelIndex = k
+    const { index: labelIndex, scores } = labelScores(logits, this.temperature)
     const end = performance.now()
     return {
       label: m.labels[labelIndex]!,

@@ -1,38 +1,10 @@
 /**
  * @module
- * Greedy decoding and label scoring (docs/model-package.md, "Decoding"). Pure functions over one
- * row of logits, shared by the engine and its tests.
+ * Label scoring (docs/model-package.md, "Decoding"): a pure function over one row of logits,
+ * shared by the engine and its tests. The greedy pick of reasoning tokens is in grounding.ts.
  */
 
-/**
- * Index of the largest logit in `logits[offset, offset + size)`, skipping `maskedIds` (treated as
- * -inf). Ties go to the lowest index; NaN never wins.
- */
-export function argmaxMasked(
-  logits: Float32Array,
-  offset: number,
-  size: number,
-  maskedIds: ReadonlySet<number>,
-): number {
-  let best = -1
-  let bestValue = -Infinity
-  for (let i = 0; i < size; i++) {
-    const v = logits[offset + i]!
-    // Strictly greater: the first (lowest) index keeps a tie.
-    if (v > bestValue && !maskedIds.has(i)) {
-      best = i
-      bestValue = v
-    }
-  }
-  if (best < 0) {
-    // Every unmasked logit is -inf or NaN: fall back to the lowest unmasked id, deterministically.
-    for (let i = 0; i < size; i++) if (!maskedIds.has(i)) return i
-    throw new Error('every id is masked')
-  }
-  return best
-}
-
-/** Label scores: a softmax over the logits of each label's first token. */
+/** Label scores: a softmax over the logits of each label's first token, divided by a temperature. */
 export interface LabelScores {
   /** Index into the label list of the best label (lowest index on ties). */
   index: number
@@ -40,13 +12,18 @@ export interface LabelScores {
   scores: number[]
 }
 
-/** Scores labels from the logits at the marker position. */
+/**
+ * Scores labels from the logits at the marker position: softmax(logits / `temperature`), the
+ * package's calibration (a positive number; 1 leaves the logits as they are). The best label does
+ * not depend on it.
+ */
 export function scoreLabels(
   logits: Float32Array,
   offset: number,
   labelFirstIds: readonly number[],
+  temperature = 1,
 ): LabelScores {
-  const values = labelFirstIds.map((id) => logits[offset + id]!)
+  const values = labelFirstIds.map((id) => logits[offset + id]! / temperature)
   let index = 0
   for (let k = 1; k < values.length; k++) if (values[k]! > values[index]!) index = k
   const max = values[index]!

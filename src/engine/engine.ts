@@ -14,12 +14,15 @@
  *    to decode from the next step on.
  *
  * Per sequence the rules of docs/model-package.md "Decoding" hold: greedy with bos/eos/pad/sep
- * masked, the marker ends the reasoning or is forced once the budget is spent, and the logits at
- * the marker's position score the labels.
+ * masked, quotations grounded in the input (grounding.ts), the marker ends the reasoning or is
+ * forced once the budget is spent, and the logits at the marker's position, divided by the
+ * package's temperature, score the labels.
  */
 import { StreamingDetokenizer } from '../model/detokenizer.js'
 import type { Forward } from '../model/session.js'
-import { argmaxMasked, scoreLabels } from './decoding.js'
+import { scoreLabels } from './decoding.js'
+import { OUTSIDE, pickGrounded } from './grounding.js'
+import type { GroundingContext, QuoteState } from './grounding.js'
 import { KvCache } from './kv-cache.js'
 import type { KvShape } from './kv-cache.js'
 import type { SequenceEvent } from './protocol.js'
@@ -38,6 +41,15 @@ export interface EngineModel {
   maxReasoningTokens: number
   /** Bytes of every token id, for the detokenizer. */
   tokenBytes: readonly Uint8Array[]
+  /** Bytes of every token id for grounded quoting (an added token: its content). */
+  quoteBytes: readonly Uint8Array[]
+  /**
+   * Ids the template puts before and after the text in every prompt (not counting the marker a
+   * `qa` prompt ends with): the ids between them are the input a quotation must come from.
+   */
+  template: { numPrefixTokens: number; numSuffixTokens: number }
+  /** The label logits are divided by it before the softmax (the package's calibration; 1: none). */
+  labelTemperature: number
 }
 
 interface Sequence {
@@ -51,6 +63,9 @@ interface Sequence {
   nextInput: number
   reasoningIds: number[]
   detokenizer: StreamingDetokenizer
+  /** `qra` only: the input's bytes and the rules quotations follow. */
+  grounding: GroundingContext | null
+  quote: QuoteState
 }
 
 /** Counters for logs and docs/engine.md. */
@@ -121,15 +136,33 @@ export class BatchEngine {
   }
 
   enqueue(id: number, promptIds: number[]): void {
+    const qra = this.#model.kind === 'qra'
     this.#waiting.push({
       id,
       promptIds,
       row: -1,
-      phase: this.#model.kind === 'qa' ? 'label' : 'reasoning',
+      phase: qra ? 'reasoning' : 'label',
       nextInput: -1,
       reasoningIds: [],
       detokenizer: new StreamingDetokenizer(this.#model.tokenBytes),
+      grounding: qra ? this.#groundingOf(promptIds) : null,
+      quote: OUTSIDE,
     })
+  }
+
+  #groundingOf(promptIds: number[]): GroundingContext {
+    const { numPrefixTokens, numSuffixTokens } = this.#model.template
+    const textIds = promptIds.slice(numPrefixTokens, promptIds.length - numSuffixTokens)
+    const bytes = this.#model.quoteBytes
+    let n = 0
+    for (const id of textIds) n += bytes[id]!.length
+    const source = new Uint8Array(n)
+    n = 0
+    for (const id of textIds) {
+      source.set(bytes[id]!, n)
+      n += bytes[id]!.length
+    }
+    return { source, tokenBytes: bytes, banned: this.#banned, marker: this.#model.specials.marker }
   }
 
   /** Marks a sequence for removal at the start of the next step. */
@@ -235,7 +268,7 @@ export class BatchEngine {
     if (this.#cancelled.has(s.id)) return false
     const { marker } = this.#model.specials
     if (s.phase === 'label') {
-      const { index, scores } = scoreLabels(logits, offset, this.#model.labelFirstIds)
+      const { index, scores } = scoreLabels(logits, offset, this.#model.labelFirstIds, this.#model.labelTemperature)
       events.push({ type: 'label', id: s.id, index, scores })
       events.push({
         type: 'done',
@@ -245,11 +278,14 @@ export class BatchEngine {
       })
       return true
     }
-    // Reasoning: the marker is forced once the budget is spent, otherwise greedy.
-    const token =
-      s.reasoningIds.length >= this.#model.maxReasoningTokens
-        ? marker
-        : argmaxMasked(logits, offset, this.#model.vocabSize, this.#banned)
+    // Reasoning: the marker is forced once the budget is spent, otherwise greedy and grounded. The
+    // grounding costs one byte scan of the best token unless it holds '"' or a quotation is open.
+    let token = marker
+    if (s.reasoningIds.length < this.#model.maxReasoningTokens) {
+      const picked = pickGrounded(logits, offset, this.#model.vocabSize, s.grounding!, s.quote)
+      token = picked.token
+      s.quote = picked.state
+    }
     let delta: string
     if (token === marker) {
       delta = s.detokenizer.finish()

@@ -1,7 +1,7 @@
 /**
  * @module
  * Grounded quoting (docs/model-package.md, "Decoding"): while the reasoning is inside a quotation
- * ("..."), only tokens that keep the quoted bytes a span of the input are allowed, so every quote
+ * ("..."), only tokens that keep the quoted bytes whole words of the input are allowed, so every quote
  * the model writes occurs in the text it read (normalised, as the model sees it). Pure functions,
  * the same rules as `training/because_train/decode.py` (`advance_quote`, `Grounding.pick`).
  */
@@ -17,7 +17,9 @@ export interface QuoteState {
 
 export const OUTSIDE: QuoteState = { inside: false, quote: new Uint8Array(0) }
 
-/** Whether `needle` occurs in `haystack` (byte strings; the empty needle always does). */
+const SPACE = 0x20
+
+/** Whether `needle` occurs anywhere in `haystack` (the empty needle always does). */
 export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
   const n = needle.length
   if (n === 0) return true
@@ -30,15 +32,34 @@ export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean
 }
 
 /**
- * The state after `token`, or `null` when the token would quote what is not a span of `source`: an
- * empty quotation, a quotation opened where the input is empty, or quoted bytes `source` lacks.
+ * Whether `needle` occurs in `source` where a word starts (at the start or after a space) and, when
+ * `closed`, ends where a word ends (at the end or before a space): `decode.py`'s
+ * `b" " + needle in b" " + source` (open) and `b" " + needle + b" " in b" " + source + b" "` (closed).
+ */
+export function occursAsWords(source: Uint8Array, needle: Uint8Array, closed: boolean): boolean {
+  const n = needle.length
+  const m = source.length
+  outer: for (let i = 0; i + n <= m; i++) {
+    if (i > 0 && source[i - 1] !== SPACE) continue
+    if (closed && i + n < m && source[i + n] !== SPACE) continue
+    for (let j = 0; j < n; j++) if (source[i + j] !== needle[j]) continue outer
+    return true
+  }
+  return false
+}
+
+/**
+ * The state after `token`, or `null` when the token would quote what is not a phrase of `source`:
+ * an empty quotation, a quotation opened where the input is empty, or quoted bytes that are not
+ * whole words of `source` (a quote starts where a word starts and closes where one ends, so "hate"
+ * is no quote of "hated").
  */
 export function advanceQuote(state: QuoteState, token: Uint8Array, source: Uint8Array): QuoteState | null {
   let inside = state.inside
   let quote = state.quote
   for (const b of token) {
     if (b === QUOTE) {
-      if (inside && quote.length === 0) return null
+      if (inside && (quote.length === 0 || !occursAsWords(source, quote, true))) return null
       if (!inside && source.length === 0) return null
       inside = !inside
       quote = new Uint8Array(0)
@@ -46,7 +67,7 @@ export function advanceQuote(state: QuoteState, token: Uint8Array, source: Uint8
       const grown = new Uint8Array(quote.length + 1)
       grown.set(quote)
       grown[quote.length] = b
-      if (!containsBytes(source, grown)) return null
+      if (!occursAsWords(source, grown, false)) return null
       quote = grown
     }
   }

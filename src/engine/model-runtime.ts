@@ -3,6 +3,7 @@
  * Builds an `EngineModel` from a loaded package and a session (used by the worker, the
  * measurement script and tests that drive the engine without a worker).
  */
+import { labelTemperature } from '../model/manifest.js'
 import type { ModelPackage } from '../model/package.js'
 import { createSession, makeForward } from '../model/session.js'
 import type { CreatedSession } from '../model/session.js'
@@ -26,6 +27,12 @@ export async function createEngineModel(
     labelFirstIds: m.label_token_ids.map((ids) => ids[0]!),
     maxReasoningTokens: m.limits.max_reasoning_tokens,
     tokenBytes: pkg.tokenizer.tokenBytes,
+    quoteBytes: pkg.tokenizer.quoteBytes,
+    template: {
+      numPrefixTokens: pkg.tokenizer.encoder.numPrefixTokens,
+      numSuffixTokens: pkg.tokenizer.encoder.numSuffixTokens,
+    },
+    labelTemperature: labelTemperature(m),
   }
   return { model, session: created }
 }

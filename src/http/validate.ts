@@ -54,6 +54,13 @@ export function checkCharacters(text: string, field: string): void {
   )
 }
 
+/** What each normalisation rule keeps, for the message of a text it leaves empty. */
+const KEPT: Record<string, string> = {
+  'lower-alnum-v1': 'letters and digits only',
+  'natural-v1': 'letters, digits, ! and ?, emoji and emoticons',
+  none: 'anything but whitespace',
+}
+
 /** Checks and encodes one text; `field` names it in messages (`text`, `texts[3]`). */
 export function encodeText(model: ServedModel, limits: ServiceLimits, text: string, field: string): EncodedPrompt {
   // Cheap bound first (UTF-16 units >= code points), exact count only when it may matter.
@@ -68,7 +75,7 @@ export function encodeText(model: ServedModel, limits: ServiceLimits, text: stri
   if (prompt.normalized.trim() === '' || prompt.numTextTokens === 0) {
     throw new ApiError(
       'text_empty',
-      `${field}: nothing left to classify after normalisation (${model.normalize}: letters and digits only); send some words`,
+      `${field}: nothing left to classify after normalisation (${model.normalize}: ${KEPT[model.normalize] ?? 'see the model card'}); send some words`,
     )
   }
   if (prompt.numTextTokens > model.maxInputTokens) {

@@ -10,6 +10,9 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { NORMALIZE_RULES } from './normalize.js'
 
+/** The emoji and emoticon table of `natural-v1`, a file of the package. */
+export const EMOJI_FILE = 'emoji.json'
+
 /** The six labels, in the order every package must list them. */
 export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
 export type Label = (typeof LABELS)[number]
@@ -45,6 +48,14 @@ export const ManifestSchema = z.object({
     max_position_embeddings: z.number().int().positive(),
     dtype: z.literal('float32'),
   }),
+  // Label scores are softmax(label logits / temperature); absent, the temperature is 1. Other keys
+  // (what the temperature was fitted on, its effect) are provenance the service does not read.
+  calibration: z
+    .looseObject({
+      method: z.literal('temperature'),
+      temperature: z.number().positive().refine(Number.isFinite, 'must be a finite number'),
+    })
+    .optional(),
   provenance: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),
   files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
@@ -71,6 +82,9 @@ export function checkManifest(m: Manifest): string | null {
   if (!(m.onnx.file in m.files)) return `files does not list onnx.file ${m.onnx.file}`
   for (const name of ['tokenizer.json', 'tokenizer_config.json']) {
     if (!(name in m.files)) return `files does not list ${name}`
+  }
+  if (m.prompt.normalize === 'natural-v1' && !(EMOJI_FILE in m.files)) {
+    return `files does not list ${EMOJI_FILE}, which normalize natural-v1 reads`
   }
   for (const name of Object.keys(m.files)) {
     if (name === 'manifest.json' || name.includes('..') || name.startsWith('/')) {
@@ -103,6 +117,11 @@ export async function readManifest(dir: string): Promise<Manifest> {
   const problem = checkManifest(parsed.data)
   if (problem) throw new PackageError(`${path}: ${problem}`)
   return parsed.data
+}
+
+/** The temperature the label logits are divided by (1 when the package is not calibrated). */
+export function labelTemperature(m: Manifest): number {
+  return m.calibration?.temperature ?? 1
 }
 
 /** sha256 of a file, hex. */

@@ -15,8 +15,8 @@ import { join } from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { tokenToBytes } from './byte-level.js'
 import type { Manifest } from './manifest.js'
-import { PackageError } from './manifest.js'
-import { normalize } from './normalize.js'
+import { EMOJI_FILE, PackageError } from './manifest.js'
+import { EmojiTable, normalize } from './normalize.js'
 import type { NormalizeRule } from './normalize.js'
 
 /** The parts of tokenizer.json this module reads. */
@@ -42,6 +42,7 @@ export class PromptEncoder {
   readonly #prefixIds: number[]
   readonly #suffixIds: number[]
   readonly #rule: NormalizeRule
+  readonly #emoji: EmojiTable | undefined
   /** Contents of every added token (such strings cannot overlap, so their order does not matter). */
   readonly #addedStrings: readonly string[]
   readonly #specialIds: ReadonlySet<number>
@@ -51,6 +52,8 @@ export class PromptEncoder {
     tokenizer: Tokenizer
     template: string
     rule: NormalizeRule
+    /** `natural-v1`'s table (the package's emoji.json). */
+    emoji?: EmojiTable
     addedStrings: readonly string[]
     specialIds: ReadonlySet<number>
     /** `qa` packages append the marker id after the suffix. */
@@ -62,6 +65,8 @@ export class PromptEncoder {
     this.#prefixIds = prefix ? opts.tokenizer.encode(prefix, { add_special_tokens: false }).ids : []
     this.#suffixIds = suffix ? opts.tokenizer.encode(suffix, { add_special_tokens: false }).ids : []
     this.#rule = opts.rule
+    this.#emoji = opts.emoji
+    if (opts.rule === 'natural-v1' && !opts.emoji) throw new Error('normalize natural-v1 needs the emoji table')
     this.#addedStrings = opts.addedStrings
     this.#specialIds = opts.specialIds
     this.#appendMarker = opts.appendMarker
@@ -94,11 +99,21 @@ export class PromptEncoder {
 
   /** Normalises and encodes a user text into the full prompt. */
   encode(text: string): EncodedPrompt {
-    const normalized = normalize(text, this.#rule)
+    const normalized = normalize(text, this.#rule, this.#emoji)
     const textIds = this.encodeText(normalized)
     const ids = [...this.#prefixIds, ...textIds, ...this.#suffixIds]
     if (this.#appendMarker !== null) ids.push(this.#appendMarker)
     return { ids, numTextTokens: textIds.length, normalized }
+  }
+
+  /** Number of ids before the text (the template's prefix). */
+  get numPrefixTokens(): number {
+    return this.#prefixIds.length
+  }
+
+  /** Number of ids of the template's suffix, after the text (not counting the marker of `qa`). */
+  get numSuffixTokens(): number {
+    return this.#suffixIds.length
   }
 
   /** Number of ids the template adds around the text (the marker included for `qa`). */
@@ -112,6 +127,11 @@ export interface LoadedTokenizer {
   encoder: PromptEncoder
   /** Bytes of every id (empty for added tokens), for the streaming detokenizer. */
   tokenBytes: Uint8Array[]
+  /**
+   * Bytes of every id as grounded quoting reads them (training/ `token_bytes`): as `tokenBytes`,
+   * except that an added token stands for its content in UTF-8.
+   */
+  quoteBytes: Uint8Array[]
 }
 
 /** Reads tokenizer.json and tokenizer_config.json of `dir` and builds the prompt encoder. */
@@ -149,15 +169,32 @@ export async function loadTokenizer(dir: string, manifest: Manifest): Promise<Lo
     tokenBytes[id] = bytes
   }
 
+  const emoji = manifest.prompt.normalize === 'natural-v1' ? await loadEmojiTable(dir) : undefined
+  const quoteBytes = tokenBytes.slice()
+  const utf8 = new TextEncoder()
+  for (const t of added) if (t.id < vocabSize) quoteBytes[t.id] = utf8.encode(t.content)
+
   const encoder = new PromptEncoder({
     tokenizer,
     template: manifest.prompt.template,
     rule: manifest.prompt.normalize,
+    emoji,
     addedStrings: added.map((t) => t.content),
     specialIds,
     appendMarker: manifest.kind === 'qa' ? specials.marker : null,
   })
-  return { encoder, tokenBytes }
+  return { encoder, tokenBytes, quoteBytes }
+}
+
+/** Reads the package's `emoji.json` (the table `natural-v1` names emoji and emoticons with). */
+export async function loadEmojiTable(dir: string): Promise<EmojiTable> {
+  const path = join(dir, EMOJI_FILE)
+  const doc = await readJson<unknown>(path)
+  try {
+    return EmojiTable.parse(doc)
+  } catch (e) {
+    throw new PackageError(`${path}: not an emoji table (${(e as Error).message})`)
+  }
 }
 
 async function readJson<T>(path: string): Promise<T> {

@@ -57,6 +57,8 @@ function fakeForward(limit: number) {
 
 function model(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra') {
   const fake = fakeForward(limit)
+  // Tokens 5-8 spell a, b, c, d with a space; others spell nothing.
+  const tokenBytes = Array.from({ length: V }, (_, id) => (id >= 5 && id <= 8 ? enc.encode(` ${'abcd'[id - 5]}`) : new Uint8Array(0)))
   const m: EngineModel = {
     forward: fake.forward,
     shape: { numLayers: 1, numKvHeads: 1, headDim: 1 },
@@ -65,8 +67,11 @@ function model(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra')
     specials: SPECIALS,
     labelFirstIds: LABEL_IDS,
     maxReasoningTokens,
-    // Tokens 5-8 spell a, b, c, d with a space; others spell nothing.
-    tokenBytes: Array.from({ length: V }, (_, id) => (id >= 5 && id <= 8 ? enc.encode(` ${'abcd'[id - 5]}`) : new Uint8Array(0))),
+    tokenBytes,
+    quoteBytes: tokenBytes,
+    // Prompts are [bos, ...text, sep].
+    template: { numPrefixTokens: 1, numSuffixTokens: 1 },
+    labelTemperature: 1,
   }
   return { model: m, calls: fake.calls }
 }

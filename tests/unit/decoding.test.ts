@@ -1,24 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { argmaxMasked, scoreLabels } from '../../src/engine/decoding.js'
-
-describe('argmaxMasked', () => {
-  it('skips masked ids and keeps the lowest index on ties', () => {
-    const logits = new Float32Array([9, 1, 5, 5, 9])
-    expect(argmaxMasked(logits, 0, 5, new Set())).toBe(0)
-    expect(argmaxMasked(logits, 0, 5, new Set([0]))).toBe(4)
-    expect(argmaxMasked(logits, 0, 5, new Set([0, 4]))).toBe(2)
-  })
-
-  it('reads one row at an offset', () => {
-    const logits = new Float32Array([0, 0, 0, 1, 3, 2])
-    expect(argmaxMasked(logits, 3, 3, new Set())).toBe(1)
-  })
-
-  it('never picks NaN, and falls back to the lowest unmasked id', () => {
-    expect(argmaxMasked(new Float32Array([NaN, 2, NaN]), 0, 3, new Set())).toBe(1)
-    expect(argmaxMasked(new Float32Array([NaN, NaN, -Infinity]), 0, 3, new Set([0]))).toBe(1)
-  })
-})
+import { scoreLabels } from '../../src/engine/decoding.js'
 
 describe('scoreLabels', () => {
   it('is a softmax over the label ids only, summing to 1', () => {
@@ -41,5 +22,22 @@ describe('scoreLabels', () => {
   it('stays a distribution for non-finite logits', () => {
     const { scores } = scoreLabels(new Float32Array([NaN, 1, 2, 3, 4, 5]), 0, [0, 1, 2, 3, 4, 5])
     expect(scores.reduce((a, b) => a + b)).toBeCloseTo(1, 12)
+  })
+
+  it('divides the logits by the temperature, keeping the best label', () => {
+    const logits = new Float32Array([0.5, 3, -1, 2, 0, 1])
+    const ids = [0, 1, 2, 3, 4, 5]
+    const plain = scoreLabels(logits, 0, ids)
+    expect(scoreLabels(logits, 0, ids, 1)).toEqual(plain)
+    for (const t of [0.25, 2, 40]) {
+      const { index, scores } = scoreLabels(logits, 0, ids, t)
+      expect(index).toBe(1)
+      expect(scores.reduce((a, b) => a + b)).toBeCloseTo(1, 12)
+      // softmax(z / T): each ratio is exp((z_i - z_j) / T).
+      expect(scores[1]! / scores[3]!).toBeCloseTo(Math.exp((3 - 2) / t), 9)
+    }
+    // A temperature above 1 flattens the distribution, below 1 sharpens it.
+    expect(scoreLabels(logits, 0, ids, 2).scores[1]!).toBeLessThan(plain.scores[1]!)
+    expect(scoreLabels(logits, 0, ids, 0.5).scores[1]!).toBeGreaterThan(plain.scores[1]!)
   })
 })

@@ -1,6 +1,9 @@
-import { readFileSync } from 'node:fs'
-import { describe, expect, it } from 'vitest'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
 import type { Manifest } from '../../src/model/manifest.js'
+import { PackageError } from '../../src/model/manifest.js'
 import { StreamingDetokenizer } from '../../src/model/detokenizer.js'
 import { loadTokenizer } from '../../src/model/tokenizer.js'
 
@@ -61,6 +64,15 @@ describe('PromptEncoder', () => {
     const { encoder } = await loadTokenizer(DIR, manifest({}, 'qa'))
     expect(encoder.encode('i feel happy').ids.slice(-2)).toEqual([3, 4])
     expect(encoder.numTemplateTokens).toBe(3)
+    // The marker is not part of the template's suffix: the text lies between prefix and suffix.
+    expect([encoder.numPrefixTokens, encoder.numSuffixTokens]).toEqual([1, 1])
+  })
+
+  it('spells added tokens by their content for grounded quoting only', async () => {
+    const { tokenBytes, quoteBytes } = await loadTokenizer(DIR, manifest())
+    expect(tokenBytes[4]).toHaveLength(0)
+    expect(new TextDecoder().decode(quoteBytes[4])).toBe('<|label|>')
+    expect(quoteBytes.slice(5)).toEqual(tokenBytes.slice(5))
   })
 
   it('detokenizes what it encoded', async () => {
@@ -71,6 +83,49 @@ describe('PromptEncoder', () => {
     for (const id of encoder.encodeText(text)) joined += d.push(id)
     joined += d.finish()
     expect(joined).toBe(text.trim())
+  })
+})
+
+describe('natural-v1 packages', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'because-emoji-'))
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+  /** The tiny tokenizer in a folder of its own, with `emoji` as its emoji.json (none if undefined). */
+  const folder = (name: string, emoji?: string) => {
+    const dir = join(tmp, name)
+    cpSync(DIR, dir, { recursive: true })
+    if (emoji !== undefined) writeFileSync(join(dir, 'emoji.json'), emoji)
+    return dir
+  }
+  const natural = manifest({ normalize: 'natural-v1' })
+
+  it('normalise with the emoji.json of the package', async () => {
+    const dir = folder('ok', readFileSync('training/because_train/assets/emoji.json', 'utf8'))
+    const { encoder } = await loadTokenizer(dir, natural)
+    expect(encoder.encode('I’m SOOO happy 😊!!! :)').normalized).toBe(
+      'im soo happy smiling face with smiling eyes !! slightly smiling face',
+    )
+    const small = folder('small', JSON.stringify({ emoji: { '😊': 'glad' }, emoticons: { ':)': 'grin' } }))
+    expect((await loadTokenizer(small, natural)).encoder.encode('so 😊 :)').normalized).toBe('so glad grin')
+  })
+
+  it('fail with one line naming emoji.json when it is missing or is not a table', async () => {
+    const cases: [string | undefined, RegExp][] = [
+      [undefined, /emoji\.json: cannot read \(ENOENT\)$/],
+      ['{"emoji": {}', /emoji\.json: invalid JSON/],
+      ['{"emoji": {"x": 1}, "emoticons": {}}', /emoji\.json: not an emoji table \(emoji\["x"\] must be a string\)$/],
+      ['[]', /emoji\.json: not an emoji table/],
+    ]
+    for (const [k, [content, message]] of cases.entries()) {
+      const err = await loadTokenizer(folder(`bad${k}`, content), natural).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(PackageError)
+      expect((err as Error).message).toMatch(message)
+      expect((err as Error).message.split('\n')).toHaveLength(1)
+    }
+  })
+
+  it('other rules never read emoji.json', async () => {
+    const dir = folder('other', 'not json')
+    await expect(loadTokenizer(dir, manifest({ normalize: 'lower-alnum-v1' }))).resolves.toBeDefined()
   })
 })
 

@@ -43,13 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         ("pipeline", "every stage in order (each resumes where it stopped)"),
     ]:
         p = sub.add_parser(stage, help=helptext)
-        p.add_argument("--config", default="training/configs/emotion-tiny.toml")
+        p.add_argument("--config", default="training/configs/emotion-natural.toml")
         p.add_argument("--seed", type=int)
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
         if stage in ("train", "export"):
             p.add_argument("--kind", choices=["qra", "qa", "both"], default="both")
     ev = sub.add_parser("evaluate", help="evaluate a model package on a split file")
-    ev.add_argument("--model", required=True, help="a model package folder, e.g. models/emotion-qra-tiny")
+    ev.add_argument("--model", required=True, help="a model package folder, e.g. models/emotion-qra-natural")
     ev.add_argument("--data", required=True, help="a JSONL/CSV/parquet file of {text, label}")
     ev.add_argument("--limit", type=int, default=0, help="first N rows only")
     ev.add_argument("--batch-size", type=int, default=64)

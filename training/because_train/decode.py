@@ -28,19 +28,24 @@ class QuoteState:
 
 
 def advance_quote(state: QuoteState, token: bytes, source: bytes) -> QuoteState | None:
-    """The state after `token`, or None when the token would quote something that is not a span of
-    `source`: an empty quotation, or a quoted byte string `source` does not contain."""
+    """The state after `token`, or None when the token would quote something that is not a phrase
+    of `source`: an empty quotation, or quoted bytes that are not whole words of `source` (a quote
+    starts where a word starts and closes where a word ends, so "hate" is no quote of "hated")."""
+    # Padded with a space before, for words that start the input, and after, for closing quotes
+    # that end it; a growing quote is checked against the start-padded form only, so that it can
+    # never run into a state no closing mark can leave.
+    opened, padded = b" " + source, b" " + source + b" "
     inside, quote = state.inside, state.quote
     for b in token:
         if b == QUOTE:
-            if inside and not quote:
+            if inside and (not quote or b" " + quote + b" " not in padded):
                 return None
             if not inside and not source:
                 return None  # nothing could be quoted
             inside, quote = not inside, b""
         elif inside:
             quote += bytes((b,))
-            if quote not in source:
+            if b" " + quote not in opened:
                 return None
     return QuoteState(inside, quote)
 

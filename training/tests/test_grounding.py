@@ -25,6 +25,19 @@ def test_advance_quote_keeps_spans_of_the_input_only():
     assert advance_quote(out, b'"', b"") is None
 
 
+def test_a_quote_is_whole_words():
+    src = b"i hated it !"
+    hate = advance_quote(QuoteState(True, b""), b"hate", src)
+    assert hate == QuoteState(True, b"hate")  # may still grow into "hated"
+    assert advance_quote(hate, b'"', src) is None  # but "hate" is no quote of "hated"
+    assert advance_quote(hate, b'd"', src) == QuoteState(False, b"")
+    assert advance_quote(QuoteState(True, b""), b"ated", src) is None  # starts inside a word
+    assert advance_quote(QuoteState(True, b""), b" it", src) is None  # starts with a space
+    assert advance_quote(QuoteState(True, b"it"), b' !"', src) == QuoteState(False, b"")
+    # An open quote never runs past the end of the input, where no closing mark could follow.
+    assert advance_quote(QuoteState(True, b"it !"), b" ", src) is None
+
+
 def test_multibyte_input_is_compared_as_bytes():
     src = "café 😊".encode()
     s = advance_quote(QuoteState(True, b""), b"caf", src)

@@ -131,7 +131,8 @@ def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
 def test_report_puts_both_kinds_side_by_side(tiny_run):
     tmp, _, _ = tiny_run
     text = (tmp / "report" / "report.md").read_text()
-    assert "| `t-qa` | Q->A |" in text and "| `t-qra` | Q->RA |" in text
+    assert "| `t-qa` (Q->A) |" in text and "| `t-qra` (Q->RA) |" in text
+    assert "| data | 2000 |" in text  # the one source of this run, with its TF-IDF line beside it
     assert (tmp / "report" / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 

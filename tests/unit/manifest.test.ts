@@ -1,0 +1,64 @@
+/**
+ * The manifest rules this service adds for natural-v1 packages: the calibration temperature the
+ * label scores use, and the emoji table the rule reads.
+ */
+import { readFileSync } from 'node:fs'
+import { describe, expect, it } from 'vitest'
+import { EMOJI_FILE, ManifestSchema, checkManifest, labelTemperature } from '../../src/model/manifest.js'
+import type { Manifest } from '../../src/model/manifest.js'
+import { QRA } from '../support/service.js'
+
+const base = JSON.parse(readFileSync(`${QRA}/manifest.json`, 'utf8')) as Record<string, unknown>
+const parse = (changes: Record<string, unknown>) => ManifestSchema.safeParse({ ...base, ...changes })
+const firstIssue = (changes: Record<string, unknown>) => {
+  const r = parse(changes)
+  return r.success ? null : `${r.error.issues[0]!.path.join('.')}: ${r.error.issues[0]!.message}`
+}
+
+describe('calibration', () => {
+  it('is optional: without it the temperature is 1', () => {
+    const m = parse({ calibration: undefined })
+    expect(m.success).toBe(true)
+    expect(labelTemperature(m.data!)).toBe(1)
+  })
+
+  it('holds a positive finite temperature and keeps the keys it does not know', () => {
+    const calibration = { method: 'temperature', temperature: 1.7, fitted_on: 'validation', ece_before: 0.08 }
+    const m = parse({ calibration })
+    expect(m.success).toBe(true)
+    expect(labelTemperature(m.data!)).toBe(1.7)
+    expect(m.data!.calibration).toEqual(calibration)
+  })
+
+  it('refuses any other method and any temperature that is not a positive number', () => {
+    expect(firstIssue({ calibration: { method: 'platt', temperature: 1 } })).toMatch(/^calibration\.method: /)
+    for (const temperature of [0, -1, '2', null, Infinity, NaN]) {
+      expect(firstIssue({ calibration: { method: 'temperature', temperature } }), String(temperature)).toMatch(
+        /^calibration\.temperature: /,
+      )
+    }
+    expect(firstIssue({ calibration: { method: 'temperature' } })).toMatch(/^calibration\.temperature: /)
+  })
+})
+
+describe('natural-v1', () => {
+  const natural = (files: Record<string, string>): Manifest => {
+    const m = parse({ prompt: { ...(base.prompt as object), normalize: 'natural-v1' } })
+    expect(m.success).toBe(true)
+    return { ...m.data!, files: { ...m.data!.files, ...files } }
+  }
+
+  it('is a rule a manifest may name, and needs emoji.json among the files', () => {
+    expect(checkManifest(natural({}))).toBe('files does not list emoji.json, which normalize natural-v1 reads')
+    expect(checkManifest(natural({ [EMOJI_FILE]: '0'.repeat(64) }))).toBeNull()
+  })
+
+  it('leaves the other rules without emoji.json', () => {
+    const m = parse({})
+    expect(m.success && checkManifest(m.data)).toBeNull()
+  })
+
+  it('is spelled exactly', () => {
+    expect(firstIssue({ prompt: { ...(base.prompt as object), normalize: 'natural-v2' } })).toMatch(/^prompt\.normalize: /)
+  })
+})
