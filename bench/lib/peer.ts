@@ -48,6 +48,7 @@ import type { NormalizeRule } from '../../src/model/normalize.js'
 interface PeerManifest {
   id: string
   kind: 'qra' | 'qa'
+  label_scores_at?: 'marker' | 'first_label_token'
   labels: string[]
   label_token_ids: number[][]
   prompt: { normalize: NormalizeRule; template: string; marker: string; eos: string }
@@ -81,10 +82,13 @@ const TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u
 export class ReasoningProcessor extends LogitsProcessor {
   labelLogits: number[] | null = null
   #quote: QuoteState = OUTSIDE
+  /** The label logits where the reasoning first wrote a label token (`scoresAtFirstLabel`). */
+  #named: number[] | null = null
   constructor(
     private readonly promptLength: number,
     private readonly m: Pick<PeerManifest, 'label_token_ids' | 'special_tokens' | 'limits'>,
     private readonly grounding: GroundingContext,
+    private readonly scoresAtFirstLabel = false,
   ) {
     super()
   }
@@ -95,7 +99,7 @@ export class ReasoningProcessor extends LogitsProcessor {
     const generated = ids.length - this.promptLength
     const marker = this.m.special_tokens.marker
     if (generated > 0 && ids[ids.length - 1] === BigInt(marker)) {
-      this.labelLogits = this.m.label_token_ids.map((t) => data[t[0]!]!)
+      this.labelLogits = this.#named ?? this.m.label_token_ids.map((t) => data[t[0]!]!)
       return logits
     }
     if (generated >= this.m.limits.max_reasoning_tokens) {
@@ -106,6 +110,9 @@ export class ReasoningProcessor extends LogitsProcessor {
     const { token, state } = pickGrounded(data, 0, logits.dims.at(-1)!, this.grounding, this.#quote)
     // The sampler must take exactly this token, or the carried state would describe another text.
     this.#quote = state
+    if (this.scoresAtFirstLabel && this.#named === null && this.m.label_token_ids.some((t) => t[0] === token)) {
+      this.#named = this.m.label_token_ids.map((t) => data[t[0]!]!)
+    }
     data.fill(-Infinity)
     data[token] = 0
     return logits
@@ -287,7 +294,12 @@ export class Peer {
     const m = this.manifest
     const { bos, eos, pad, sep, marker } = m.special_tokens
     const grounding: GroundingContext = { source, tokenBytes: this.tokenBytes, banned: new Set([bos, eos, pad, sep]), marker }
-    const processor = new ReasoningProcessor(ids.length, m, grounding)
+    const processor = new ReasoningProcessor(
+      ids.length,
+      m,
+      grounding,
+      m.kind === 'qra' && m.label_scores_at === 'first_label_token',
+    )
     const streamer = new ReasoningStreamer(this.tokenizer, BigInt(marker), onDelta)
     const n = ids.length
     await this.model.generate({

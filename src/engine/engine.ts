@@ -50,6 +50,11 @@ export interface EngineModel {
   template: { numPrefixTokens: number; numSuffixTokens: number }
   /** The label logits are divided by it before the softmax (the package's calibration; 1: none). */
   labelTemperature: number
+  /**
+   * `qra`: score the labels where the reasoning first writes a label token (the decision it
+   * states, whose distribution still holds the model's doubt), at the marker when it writes none.
+   */
+  scoresAtFirstLabel: boolean
 }
 
 interface Sequence {
@@ -66,6 +71,8 @@ interface Sequence {
   /** `qra` only: the input's bytes and the rules quotations follow. */
   grounding: GroundingContext | null
   quote: QuoteState
+  /** The label logits where the reasoning first wrote a label token (`scoresAtFirstLabel`). */
+  namedLogits: Float32Array | null
 }
 
 /** Counters for logs and docs/engine.md. */
@@ -91,6 +98,9 @@ export class BatchEngine {
   readonly #model: EngineModel
   readonly #limits: SchedulerLimits
   readonly #banned: ReadonlySet<number>
+  readonly #labelIds: ReadonlySet<number>
+  /** 0..labels-1: indexes into a row of label logits already taken out of the vocabulary. */
+  readonly #labelOrder: readonly number[]
   readonly #kv: KvCache
   readonly #waiting: Sequence[] = []
   /** `#rows[r]` is the sequence in KV row `r`. */
@@ -117,6 +127,8 @@ export class BatchEngine {
     this.#limits = limits
     const { bos, eos, pad, sep } = model.specials
     this.#banned = new Set([bos, eos, pad, sep])
+    this.#labelIds = new Set(model.labelFirstIds)
+    this.#labelOrder = model.labelFirstIds.map((_, k) => k)
     // 8 slots: the measured trade-off between slack (every step attends over up to 7 unused slots
     // per row) and reallocation (a full copy each time the longest row crosses a multiple);
     // 8 was a little faster than 16 and 32 in both runs of docs/engine.md.
@@ -147,6 +159,7 @@ export class BatchEngine {
       detokenizer: new StreamingDetokenizer(this.#model.tokenBytes),
       grounding: qra ? this.#groundingOf(promptIds) : null,
       quote: OUTSIDE,
+      namedLogits: null,
     })
   }
 
@@ -268,7 +281,10 @@ export class BatchEngine {
     if (this.#cancelled.has(s.id)) return false
     const { marker } = this.#model.specials
     if (s.phase === 'label') {
-      const { index, scores } = scoreLabels(logits, offset, this.#model.labelFirstIds, this.#model.labelTemperature)
+      const ids = this.#model.labelFirstIds
+      const { index, scores } = s.namedLogits
+        ? scoreLabels(s.namedLogits, 0, this.#labelOrder, this.#model.labelTemperature)
+        : scoreLabels(logits, offset, ids, this.#model.labelTemperature)
       events.push({ type: 'label', id: s.id, index, scores })
       events.push({
         type: 'done',
@@ -293,6 +309,9 @@ export class BatchEngine {
     } else {
       s.reasoningIds.push(token)
       this.stats.numGeneratedTokens++
+      if (this.#model.scoresAtFirstLabel && s.namedLogits === null && this.#labelIds.has(token)) {
+        s.namedLogits = Float32Array.from(this.#model.labelFirstIds, (id) => logits[offset + id]!)
+      }
       delta = s.detokenizer.push(token)
     }
     if (delta) events.push({ type: 'token', id: s.id, delta })

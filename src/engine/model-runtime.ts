@@ -33,6 +33,7 @@ export async function createEngineModel(
       numSuffixTokens: pkg.tokenizer.encoder.numSuffixTokens,
     },
     labelTemperature: labelTemperature(m),
+    scoresAtFirstLabel: m.kind === 'qra' && m.label_scores_at === 'first_label_token',
   }
   return { model, session: created }
 }

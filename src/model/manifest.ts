@@ -32,6 +32,8 @@ export const ManifestSchema = z.object({
     marker: z.string().min(1),
     eos: z.string().min(1),
   }),
+  /** Where a `qra` package's labels are scored (docs/model-package.md, "Decoding"); absent: the marker. */
+  label_scores_at: z.enum(['marker', 'first_label_token']).optional(),
   special_tokens: z.object({ bos: tokenId, eos: tokenId, pad: tokenId, sep: tokenId, marker: tokenId }),
   limits: z.object({
     max_input_tokens: z.number().int().positive(),

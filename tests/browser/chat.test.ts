@@ -118,7 +118,8 @@ describe.skipIf(noBrowser !== null || noService !== null)(
       expect(inText.length, `quoted: ${JSON.stringify(quoted)}`).toBeGreaterThan(0)
       const marks = (await page.locator('.user mark').allTextContents()).map((m) => core.normalize(m))
       for (const p of inText) expect(marks.some((m) => ` ${m} `.includes(` ${p} `))).toBe(true)
-      // In the reasoning, quotes found in the text are marked like the text; misquotes differently.
+      // In the reasoning, quotes found in the text are marked like the text; the others (an emoji's
+      // name) differently.
       expect(await page.locator('.reasoning mark:not(.absent)').count()).toBe(
         quoted.filter((p) => inText.includes(p)).length,
       )
@@ -188,14 +189,14 @@ describe.skipIf(noBrowser !== null || noService !== null)(
 
     it('shows a 422 (nothing left to classify) readably and offers to edit the text', async () => {
       const { page } = await openChat(browser!.context, service.url)
-      await send(page, '😊😊😊 !!!')
+      await send(page, '… --- ### ~')
       const notice = page.locator('.answer .notice[role="alert"]')
       await notice.waitFor({ timeout: 15_000 })
       expect(await notice.locator('p').first().textContent()).toBe('The service could not take this text (HTTP 422).')
       expect(await notice.locator('.notice-detail').textContent()).toMatch(/^text: .+\.$/)
       expect(await notice.getByRole('button', { name: 'Retry' }).count()).toBe(0)
       await notice.getByRole('button', { name: 'Edit text' }).click()
-      expect(await page.locator('#input').inputValue()).toBe('😊😊😊 !!!')
+      expect(await page.locator('#input').inputValue()).toBe('… --- ### ~')
       await screenshot(page, 'real-422')
       await page.close()
     })

@@ -84,6 +84,9 @@ class RgenConfig:
 class ModelConfig:
     base: str = "scratch:tiny"  # scratch:<size> or a hub model name (trained with LoRA)
     normalize: str = "lower-alnum-v1"  # the input rule (normalize.py); natural-v1 for natural text
+    # Where a qra package's label scores are read (decode.py): "marker", or "first_label_token", the
+    # reasoning's first label word, whose distribution still holds the model's doubt.
+    label_scores_at: str = "marker"
     vocab_size: int = 4096
     max_input_tokens: int = 128
     max_reasoning_tokens: int = 64

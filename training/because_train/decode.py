@@ -3,9 +3,10 @@
 `decode_batch` only sees a `forward` function, so the same loop drives PyTorch during training and
 ONNX Runtime in `evaluate`. Rules (docs/model-package.md): special ids other than the marker are
 masked while reasoning; while the reasoning is inside a quotation ("..."), only tokens that keep the
-quoted bytes a span of the input are allowed (grounded quoting); the marker ends the reasoning or is
-forced after the budget; the label distribution is the softmax of the label tokens' logits at the
-marker's position, divided by the package's calibration temperature.
+quoted bytes whole words of the input are allowed (grounded quoting); the marker ends the reasoning
+or is forced after the budget; the label distribution is the softmax of the label tokens' logits,
+divided by the package's calibration temperature, at the marker's position, or (a package whose
+manifest says `label_scores_at: first_label_token`) where the reasoning first writes a label token.
 """
 
 from collections.abc import Callable
@@ -94,6 +95,7 @@ class Decoded:
     scores: np.ndarray  # over the labels, sums to 1
     forced: bool  # the budget ran out before the model wrote the marker
     label_logits: np.ndarray | None = None  # before the temperature: what calibration is fitted on
+    named: bool = False  # the scores come from where the reasoning first named a label
 
     @property
     def label(self) -> int:
@@ -119,9 +121,14 @@ def decode_batch(
     sources: list[bytes] | None = None,
     token_bytes: list[bytes] | None = None,
     temperature: float = 1.0,
+    scores_at_first_label: bool = False,
 ) -> list[Decoded]:
-    """`sources` (the input bytes of each prompt) and `token_bytes` turn grounded quoting on."""
+    """`sources` (the input bytes of each prompt) and `token_bytes` turn grounded quoting on.
+    `scores_at_first_label`: a `qra` row is scored where its reasoning first writes a label token
+    (the decision its reasoning states), and at the marker only when it writes none."""
     b = len(prompts)
+    label_first = set(label_ids)
+    named: list[np.ndarray | None] = [None] * b
     grounding = (
         [Grounding(src, token_bytes) for src in sources]
         if sources is not None and token_bytes is not None
@@ -156,11 +163,13 @@ def decode_batch(
             if results[r] is not None:
                 continue
             if wrote_marker[r]:
+                z = named[r] if named[r] is not None else logits[r][label_ids].copy()
                 results[r] = Decoded(
                     reasoning[r],
-                    label_scores(logits[r], label_ids, temperature),
+                    label_scores(z, list(range(len(label_ids))), temperature),
                     forced[r],
-                    logits[r][label_ids].copy(),
+                    z,
+                    named[r] is not None,
                 )
                 continue
             if len(reasoning[r]) >= max_reasoning:
@@ -175,6 +184,8 @@ def decode_batch(
                 wrote_marker[r] = True
             else:
                 reasoning[r].append(token)
+                if scores_at_first_label and named[r] is None and token in label_first:
+                    named[r] = logits[r][label_ids].copy()
             feed[r, 0] = token
         if all(x is not None for x in results):
             return [x for x in results if x is not None]

@@ -48,6 +48,7 @@ def predict(
             sources=[sources[i] for i in idx] if grounded else None,
             token_bytes=spec.token_bytes if grounded else None,
             temperature=pkg.temperature if temperature is None else temperature,
+            scores_at_first_label=pkg.scores_at_first_label,
         )
         out.update(zip(idx, decoded, strict=True))
         if progress:

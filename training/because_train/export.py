@@ -152,6 +152,10 @@ def export(config: Config, kind: str) -> Path:
     from because_train.package import load_package
     from because_train.train import load_trained
 
+    if config.model.label_scores_at not in ("marker", "first_label_token"):
+        raise SystemExit(
+            f"model.label_scores_at: expected marker or first_label_token, got {config.model.label_scores_at!r}"
+        )
     model, spec, ckpt = load_trained(config, kind)
     package_id = config.name.replace("{kind}", kind)
     out = config.path(config.models_dir) / package_id
@@ -203,6 +207,7 @@ def export(config: Config, kind: str) -> Path:
             "eos": spec.eos,
         },
         "special_tokens": spec.specials,
+        "label_scores_at": config.model.label_scores_at if kind == "qra" else "marker",
         "limits": {
             "max_input_tokens": config.model.max_input_tokens,
             "max_reasoning_tokens": config.model.max_reasoning_tokens,

@@ -33,6 +33,11 @@ class Package:
         return str(self.manifest["kind"])
 
     @property
+    def scores_at_first_label(self) -> bool:
+        """Whether a `qra` package scores its labels where the reasoning first names one."""
+        return self.manifest.get("label_scores_at", "marker") == "first_label_token"
+
+    @property
     def temperature(self) -> float:
         """The calibration temperature the label scores are divided by (1: uncalibrated)."""
         cal = self.manifest.get("calibration") or {}

@@ -93,3 +93,29 @@ def test_decode_batch_grounds_what_an_adversarial_model_wants_to_quote():
     for d, src in zip(out, texts, strict=True):
         text = b"".join(tokens[i] for i in d.reasoning_ids).decode()
         assert all(q.encode() in src for q in quoted_phrases(text)), text
+
+
+def test_scores_can_come_from_where_the_reasoning_first_names_a_label():
+    """The reasoning names joy (while doubting it against anger), then after the marker the model
+    is sure of anger: `scores_at_first_label` reports the named decision with its doubt."""
+    tokens = [b"<pad>", b"<m>", b" is", b" it", b" anger", b" joy"]
+    plan = [(5, {5: 3.0, 4: 2.0}), (2, {}), (4, {}), (1, {}), (0, {4: 30.0, 5: 0.0})]
+
+    def forward(ids, mask, pos, past):
+        step = 0 if past is None else past + 1
+        token, extra = plan[min(step, len(plan) - 1)]
+        logits = np.zeros((ids.shape[0], len(tokens)), dtype=np.float32)
+        logits[:, token] = 10.0
+        for t, v in extra.items():
+            logits[:, t] = v if t != token else 10.0
+        return logits, step
+
+    args = dict(kind="qra", marker=1, banned=[0], label_ids=[4, 5], max_reasoning=8, pad=0)
+    (at_marker,) = decode_batch(forward, [[2, 3]], **args)
+    (named,) = decode_batch(forward, [[2, 3]], **args, scores_at_first_label=True)
+    assert at_marker.reasoning_ids == named.reasoning_ids == [5, 2, 4]
+    assert at_marker.label == 0 and not at_marker.named  # anger, sure of it
+    assert named.named and named.label == 1  # joy, the first label the reasoning wrote
+    # Its logits at that step: joy 10 (the token picked), anger 2.
+    assert np.allclose(named.label_logits, [2.0, 10.0])
+    assert np.isclose(named.scores.sum(), 1.0)
