@@ -6,7 +6,7 @@
  * without `Accept: text/event-stream`, and `GET /readyz`. Each request runs its own transformers.js
  * `generate()` (see lib/peer.ts); nothing is batched or queued.
  *
- *   node --import tsx bench/peer-server.ts --model models/emotion-qra-tiny --port 8081 --threads 2
+ *   node --import tsx bench/peer-server.ts --model models/emotion-qra-natural --port 8081 --threads 2
  */
 import { parseArgs } from 'node:util'
 import { serve } from '@hono/node-server'
@@ -17,7 +17,7 @@ import type { PeerResult } from './lib/peer.js'
 
 const { values } = parseArgs({
   options: {
-    model: { type: 'string', default: 'models/emotion-qra-tiny' },
+    model: { type: 'string', default: 'models/emotion-qra-natural' },
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: process.env.PORT ?? '8081' },
     threads: { type: 'string', default: '2' },

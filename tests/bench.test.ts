@@ -106,7 +106,7 @@ describe('options', () => {
     const o = parseBenchArgs([])
     expect(o.levels).toEqual([1, 8, 32, 64])
     expect(o.requests).toBeNull()
-    expect(o.model).toBe('models/emotion-qra-tiny')
+    expect(o.model).toBe('models/emotion-qra-natural')
     expect(o.threads).toBe(2)
     expect(o.systems).toEqual(['engine', 'peer'])
     expect(o.out).toBeNull()
@@ -224,20 +224,21 @@ describe('peer decoding rules', () => {
 })
 
 describe('peer on the embedded model', () => {
-  const QRA = resolve('models/emotion-qra-tiny')
+  const QRA = resolve('models/emotion-qra-natural')
   const tmp = mkdtempSync(join(tmpdir(), 'because-peer-'))
   const emoji = { emoji: { '😊': 'smiling face with smiling eyes' }, emoticons: { ':)': 'slightly smiling face' } }
   let peer: Peer
   let natural: Peer
+  let packageT = 1
 
   beforeAll(async () => {
-    // The same model with natural-v1 and a calibration temperature, to check what the peer reads.
-    const dir = join(tmp, 'emotion-qra-natural')
+    // The same model with another emoji table and calibration temperature, to check what the peer reads.
+    const dir = join(tmp, 'emotion-qra-copy')
     const m = JSON.parse(readFileSync(join(QRA, 'manifest.json'), 'utf8'))
-    m.prompt.normalize = 'natural-v1'
+    packageT = m.calibration.temperature
     m.calibration = { temperature: 1.7 }
     mkdirSync(dir)
-    for (const f of readdirSync(QRA)) if (f !== 'manifest.json') symlinkSync(join(QRA, f), join(dir, f))
+    for (const f of readdirSync(QRA)) if (f !== 'manifest.json' && f !== 'emoji.json') symlinkSync(join(QRA, f), join(dir, f))
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m))
     writeFileSync(join(dir, 'emoji.json'), JSON.stringify(emoji))
     peer = await Peer.load(QRA, 1)
@@ -250,7 +251,7 @@ describe('peer on the embedded model', () => {
     for (const text of texts) {
       const r = await peer.classify(text)
       const source = new TextDecoder().decode(peer.encode(text).source)
-      expect(source).toBe(lowerAlnumV1(text))
+      expect(source).toBe(naturalV1(text, EmojiTable.parse(JSON.parse(readFileSync(join(QRA, 'emoji.json'), 'utf8')))))
       for (const [, q] of r.reasoning.matchAll(/"([^"]*)"/g)) expect(source, r.reasoning).toContain(q)
       expect(r.scores.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 9)
     }
@@ -261,11 +262,11 @@ describe('peer on the embedded model', () => {
     const e = natural.encode(text)
     expect(new TextDecoder().decode(e.source)).toBe(naturalV1(text, EmojiTable.parse(emoji)))
     expect(e.textTokens).toBe(e.ids.length - 2)
-    // Same prompt under both rules, so the scores differ by the temperature alone: p_T ~ p^(1/T).
+    // Same prompt under both tables, so the scores differ by the temperature alone: p_T ~ p_T0^(T0/T).
     const same = 'i feel happy today'
     const [a, b] = [await peer.classify(same), await natural.classify(same)]
     expect(b.reasoning).toBe(a.reasoning)
-    const powered = a.scores.map((s) => s ** (1 / 1.7))
+    const powered = a.scores.map((s) => s ** (packageT / 1.7))
     const sum = powered.reduce((x, y) => x + y, 0)
     b.scores.forEach((s, k) => expect(s).toBeCloseTo(powered[k]! / sum, 6))
   })

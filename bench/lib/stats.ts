@@ -135,7 +135,7 @@ export const BENCH_USAGE = `usage: npm run bench -- [options]
   --requests N         measured requests per level and system (default: sized from each
                        level's warm-up to last about --seconds)
   --seconds S          target length of a measured level (default 18; --quick 3)
-  --model DIR          model package folder (default models/emotion-qra-tiny)
+  --model DIR          model package folder (default models/emotion-qra-natural)
   --threads N          ONNX Runtime intra-op threads for both systems (default 2)
   --systems LIST       engine,peer (default both)
   --texts PATH         texts (default ../shared/data/emotion/validation.jsonl)
@@ -185,7 +185,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     levels,
     requests,
     seconds,
-    model: raw.get('--model') ?? 'models/emotion-qra-tiny',
+    model: raw.get('--model') ?? 'models/emotion-qra-natural',
     threads: raw.has('--threads') ? positiveInt(raw.get('--threads')!, '--threads') : 2,
     quick,
     systems: [...new Set(systemsRaw)] as ('engine' | 'peer')[],

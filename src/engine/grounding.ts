@@ -9,13 +9,21 @@
 /** `"`: natural-v1 never leaves one in the input, so in the reasoning it always delimits a quote. */
 export const QUOTE = 0x22
 
-/** Where the reasoning stands: inside a quotation or not, and the bytes quoted so far. */
+/**
+ * Where the reasoning stands: inside a quotation or not, the bytes quoted so far, and the
+ * quotations already closed (each as a string of one char per byte).
+ */
 export interface QuoteState {
   readonly inside: boolean
   readonly quote: Uint8Array
+  readonly quoted: ReadonlySet<string>
 }
 
-export const OUTSIDE: QuoteState = { inside: false, quote: new Uint8Array(0) }
+export const OUTSIDE: QuoteState = { inside: false, quote: new Uint8Array(0), quoted: new Set() }
+
+function key(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes)
+}
 
 const SPACE = 0x20
 
@@ -52,15 +60,27 @@ export function occursAsWords(source: Uint8Array, needle: Uint8Array, closed: bo
  * The state after `token`, or `null` when the token would quote what is not a phrase of `source`:
  * an empty quotation, a quotation opened where the input is empty, or quoted bytes that are not
  * whole words of `source` (a quote starts where a word starts and closes where one ends, so "hate"
- * is no quote of "hated").
+ * is no quote of "hated"); and, unless `repeatOk`, a phrase the reasoning has already quoted.
  */
-export function advanceQuote(state: QuoteState, token: Uint8Array, source: Uint8Array): QuoteState | null {
+export function advanceQuote(
+  state: QuoteState,
+  token: Uint8Array,
+  source: Uint8Array,
+  repeatOk = false,
+): QuoteState | null {
   let inside = state.inside
   let quote = state.quote
+  let quoted = state.quoted
   for (const b of token) {
     if (b === QUOTE) {
-      if (inside && (quote.length === 0 || !occursAsWords(source, quote, true))) return null
-      if (!inside && source.length === 0) return null
+      if (inside) {
+        if (quote.length === 0 || !occursAsWords(source, quote, true)) return null
+        const k = key(quote)
+        if (quoted.has(k) && !repeatOk) return null
+        if (!quoted.has(k)) quoted = new Set([...quoted, k])
+      } else if (source.length === 0) {
+        return null
+      }
       inside = !inside
       quote = new Uint8Array(0)
     } else if (inside) {
@@ -71,7 +91,7 @@ export function advanceQuote(state: QuoteState, token: Uint8Array, source: Uint8
       quote = grown
     }
   }
-  return inside === state.inside && quote === state.quote ? state : { inside, quote }
+  return inside === state.inside && quote === state.quote ? state : { inside, quote, quoted }
 }
 
 /** The grounding of one sequence: its input bytes and the table of every token's bytes. */
@@ -82,25 +102,23 @@ export interface GroundingContext {
   readonly marker: number
 }
 
-/** The state after `token` if it is allowed now, else `null`; the marker is always allowed. */
-function allowed(ctx: GroundingContext, state: QuoteState, token: number): QuoteState | null {
-  if (token === ctx.marker) return state
+/** The state after `token` if it is allowed now, else `null`; the marker only outside a quotation. */
+function allowed(ctx: GroundingContext, state: QuoteState, token: number, repeatOk: boolean): QuoteState | null {
+  if (token === ctx.marker) return state.inside ? null : state
   const bytes = ctx.tokenBytes[token]!
   if (!state.inside && !bytes.includes(QUOTE)) return state
-  return advanceQuote(state, bytes, ctx.source)
+  return advanceQuote(state, bytes, ctx.source, repeatOk)
 }
 
-/**
- * Greedy choice under grounding: the highest-logit token in `logits[offset, offset + size)` that is
- * neither banned nor ungrounded (lowest id on ties, NaN never wins); the marker when nothing else is.
- */
-export function pickGrounded(
+/** One pass of `pickGrounded`, with repeated quotations allowed or not; `null`: nothing allowed. */
+function pickOnce(
   logits: Float32Array,
   offset: number,
   size: number,
   ctx: GroundingContext,
   state: QuoteState,
-): { token: number; state: QuoteState } {
+  repeatOk: boolean,
+): { token: number; state: QuoteState } | null {
   let best = -1
   let bestValue = -Infinity
   for (let i = 0; i < size; i++) {
@@ -110,20 +128,39 @@ export function pickGrounded(
       bestValue = v
     }
   }
-  if (best >= 0) {
-    const next = allowed(ctx, state, best)
-    if (next) return { token: best, state: next }
-    // Rare path: walk the rest in order (logit descending, id ascending), as decode.py does.
-    const order: number[] = []
-    for (let i = 0; i < size; i++) {
-      const v = logits[offset + i]!
-      if (i !== best && v > -Infinity && !ctx.banned.has(i)) order.push(i)
-    }
-    order.sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
-    for (const t of order) {
-      const s = allowed(ctx, state, t)
-      if (s) return { token: t, state: s }
-    }
+  if (best < 0) return null
+  const next = allowed(ctx, state, best, repeatOk)
+  if (next) return { token: best, state: next }
+  // Rare path: walk the rest in order (logit descending, id ascending), as decode.py does.
+  const order: number[] = []
+  for (let i = 0; i < size; i++) {
+    const v = logits[offset + i]!
+    if (i !== best && v > -Infinity && !ctx.banned.has(i)) order.push(i)
   }
-  return { token: ctx.marker, state }
+  order.sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
+  for (const t of order) {
+    const s = allowed(ctx, state, t, repeatOk)
+    if (s) return { token: t, state: s }
+  }
+  return null
+}
+
+/**
+ * Greedy choice under grounding: the highest-logit token in `logits[offset, offset + size)` that is
+ * neither banned nor ungrounded (lowest id on ties, NaN never wins). Inside a quotation the marker
+ * comes last (it would leave the quotation open), and a phrase already quoted may be quoted again
+ * only where nothing else can follow; outside, the marker is an ordinary candidate. As decode.py's
+ * `Grounding.pick`.
+ */
+export function pickGrounded(
+  logits: Float32Array,
+  offset: number,
+  size: number,
+  ctx: GroundingContext,
+  state: QuoteState,
+): { token: number; state: QuoteState } {
+  return (
+    pickOnce(logits, offset, size, ctx, state, false) ??
+    pickOnce(logits, offset, size, ctx, state, true) ?? { token: ctx.marker, state }
+  )
 }

@@ -22,7 +22,7 @@ import { BatchEngine } from './engine.js'
 import { KvCache } from './kv-cache.js'
 import { createEngineModel } from './model-runtime.js'
 
-const dir = process.argv[2] ?? 'models/emotion-qra-tiny'
+const dir = process.argv[2] ?? 'models/emotion-qra-natural'
 const threads = Number(process.argv[3] ?? 2)
 const pkg = await loadPackage(dir, { verify: false })
 const { model } = await createEngineModel(pkg, 'cpu', threads)

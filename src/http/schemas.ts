@@ -32,7 +32,7 @@ export const Timings = z
   })
   .openapi('Timings')
 
-const modelField = z.string().optional().openapi({ description: 'Model id (see /readyz); the first configured model when absent.', example: 'emotion-qra-tiny' })
+const modelField = z.string().optional().openapi({ description: 'Model id (see /readyz); the first configured model when absent.', example: 'emotion-qra-natural' })
 const timeoutField = z
   .number()
   .int()

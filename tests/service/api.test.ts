@@ -22,7 +22,7 @@ describe('POST /classify', () => {
     const res = await post(`${url}/classify`, { text: "I didn't feel humiliated!!" })
     expect(res.status).toBe(200)
     const body = (await res.json()) as Result & { model: string }
-    expect(body.model).toBe('emotion-qra-tiny')
+    expect(body.model).toBe('emotion-qra-natural')
     expectValidResult(body)
     expect(body.usage.input_tokens).toBeGreaterThan(0)
     expect(body.usage.reasoning_tokens).toBeGreaterThanOrEqual(0)
@@ -35,7 +35,7 @@ describe('POST /classify', () => {
     const res = await post(`${url}/classify`, { texts })
     expect(res.status).toBe(200)
     const body = (await res.json()) as { model: string; results: Result[] }
-    expect(body.model).toBe('emotion-qra-tiny')
+    expect(body.model).toBe('emotion-qra-natural')
     expect(body.results).toHaveLength(3)
     for (const r of body.results) expectValidResult(r)
     const alone = (await (await post(`${url}/classify`, { text: texts[1] })).json()) as Result
@@ -51,10 +51,10 @@ describe('POST /classify', () => {
   })
 
   it('serves the qa model by id: no reasoning, a label at once', async () => {
-    const res = await post(`${url}/classify`, { text: 'i feel so happy today', model: 'emotion-qa-tiny' })
+    const res = await post(`${url}/classify`, { text: 'i feel so happy today', model: 'emotion-qa-natural' })
     expect(res.status).toBe(200)
     const body = (await res.json()) as Result & { model: string }
-    expect(body.model).toBe('emotion-qa-tiny')
+    expect(body.model).toBe('emotion-qa-natural')
     expectValidResult(body)
     expect(body.reasoning).toBe('')
     expect(body.usage.reasoning_tokens).toBe(0)
@@ -83,7 +83,7 @@ describe('POST /explain', () => {
     }
     expect(deltas.join('')).toBe(done.reasoning)
     expectValidResult({ ...label, reasoning: done.reasoning, usage: done.usage })
-    expect(done.model).toBe('emotion-qra-tiny')
+    expect(done.model).toBe('emotion-qra-natural')
     expect(done.timings.total_ms).toBeGreaterThanOrEqual(done.timings.ttft_ms)
     expect(done.timings.ttft_ms).toBeGreaterThanOrEqual(done.timings.queue_ms)
 
@@ -99,7 +99,7 @@ describe('POST /explain', () => {
   })
 
   it('streams a qa model as label then done', async () => {
-    const res = await post(`${url}/explain`, { text: 'i am scared', model: 'emotion-qa-tiny' }, { accept: 'text/event-stream' })
+    const res = await post(`${url}/explain`, { text: 'i am scared', model: 'emotion-qa-natural' }, { accept: 'text/event-stream' })
     const events = await readSse(res)
     expect(events.map((e) => e.event)).toEqual(['label', 'done'])
   })
@@ -128,8 +128,8 @@ describe('operations', () => {
     expect(await res.json()).toEqual({
       status: 'ready',
       models: [
-        { id: 'emotion-qra-tiny', kind: 'qra' },
-        { id: 'emotion-qa-tiny', kind: 'qa' },
+        { id: 'emotion-qra-natural', kind: 'qra' },
+        { id: 'emotion-qa-natural', kind: 'qa' },
       ],
       device: 'cpu',
       provider: 'cpu',

@@ -58,7 +58,7 @@ describe('4xx for bad requests', () => {
   })
 
   it('422 unknown_model names the models there are', async () => {
-    await expectError(await post(`${url}/classify`, { text: 'hi', model: 'gpt-5' }), 422, 'unknown_model', 'model: unknown model "gpt-5"; available: emotion-qra-tiny')
+    await expectError(await post(`${url}/classify`, { text: 'hi', model: 'gpt-5' }), 422, 'unknown_model', 'model: unknown model "gpt-5"; available: emotion-qra-natural')
   })
 
   it('422 too_many_texts', async () => {
@@ -73,7 +73,7 @@ describe('4xx for bad requests', () => {
     const svc2 = await startTestService({ models: [QRA] })
     try {
       const text = Array.from({ length: 200 }, (_, i) => `w${i}`).join(' ')
-      await expectError(await post(`${svc2.url}/classify`, { text }), 422, 'text_too_long', /^text: at most 128 tokens for model emotion-qra-tiny, got \d+$/)
+      await expectError(await post(`${svc2.url}/classify`, { text }), 422, 'text_too_long', /^text: at most 128 tokens for model emotion-qra-natural, got \d+$/)
     } finally {
       await svc2.close()
     }

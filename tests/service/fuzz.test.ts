@@ -71,7 +71,7 @@ describe('no input yields a 5xx', () => {
       {
         text: fc.oneof(anyText, fc.jsonValue({ maxDepth: 2 })),
         texts: fc.oneof(fc.array(anyText, { maxLength: 5 }), fc.jsonValue({ maxDepth: 2 })),
-        model: fc.oneof(fc.constant('emotion-qra-tiny'), fc.string({ maxLength: 10 })),
+        model: fc.oneof(fc.constant('emotion-qra-natural'), fc.string({ maxLength: 10 })),
         timeout_ms: fc.oneof(fc.integer({ min: -5, max: 30_000 }), fc.double(), fc.string({ maxLength: 4 })),
         extra: fc.jsonValue({ maxDepth: 1 }),
       },

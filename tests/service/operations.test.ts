@@ -11,7 +11,7 @@ import type { Result } from '../support/service.js'
 const KEY = 'sk-test-4f8a1c9e2b7d4e6f'
 const KEY2 = 'second-key-with-=-and-_'
 const ORIGIN = 'https://chat.example.com'
-const MODEL = '{model="emotion-qra-tiny"}'
+const MODEL = '{model="emotion-qra-natural"}'
 // A text no log line may ever contain (the secret sentence), and what the access log may say.
 const SECRET_TEXT = 'i feel zanzibar quokka melancholy tonight'
 
@@ -145,8 +145,8 @@ describe('/metrics', () => {
     for (const name of ['because_time_to_first_token_seconds', 'because_inter_token_latency_seconds', 'because_request_duration_seconds', 'because_queue_time_seconds']) {
       expect(metricValue(after, `${name}_count`, MODEL), name).toBeGreaterThan(0)
     }
-    expect(metricValue(after, 'because_batch_size_count', '{model="emotion-qra-tiny",pass="decode"}')).toBeGreaterThan(0)
-    expect(metricValue(after, 'because_batch_size_count', '{model="emotion-qra-tiny",pass="prefill"}')).toBeGreaterThan(0)
+    expect(metricValue(after, 'because_batch_size_count', '{model="emotion-qra-natural",pass="decode"}')).toBeGreaterThan(0)
+    expect(metricValue(after, 'because_batch_size_count', '{model="emotion-qra-natural",pass="prefill"}')).toBeGreaterThan(0)
     for (const name of ['because_queue_depth', 'because_running_sequences', 'because_sequences_in_flight']) expect(metricValue(after, name, MODEL), name).toBe(0)
     expect(metricValue(after, 'because_worker_up', MODEL)).toBe(1)
     expect(metricValue(after, 'process_resident_memory_bytes')).toBeGreaterThan(0)
@@ -167,8 +167,8 @@ describe('/metrics', () => {
     expect(seen.running).toBeLessThanOrEqual(4)
     expect((await pending).status).toBe(200)
     const m = await metrics()
-    expect(metricValue(m, 'because_batch_size_bucket', '{le="4",model="emotion-qra-tiny",pass="decode"}')).toBe(
-      metricValue(m, 'because_batch_size_count', '{model="emotion-qra-tiny",pass="decode"}'),
+    expect(metricValue(m, 'because_batch_size_bucket', '{le="4",model="emotion-qra-natural",pass="decode"}')).toBe(
+      metricValue(m, 'because_batch_size_count', '{model="emotion-qra-natural",pass="decode"}'),
     )
   })
 

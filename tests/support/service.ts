@@ -9,8 +9,8 @@ import type { Config } from '../../src/config.js'
 import { startService } from '../../src/server.js'
 import type { RunningService } from '../../src/server.js'
 
-export const QRA = 'models/emotion-qra-tiny'
-export const QA = 'models/emotion-qa-tiny'
+export const QRA = 'models/emotion-qra-natural'
+export const QA = 'models/emotion-qa-natural'
 export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
 
 export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger): Promise<RunningService> {

@@ -5,7 +5,7 @@ describe('parseConfig', () => {
   it('has the documented defaults', () => {
     const c = parseConfig([], {}, false)
     expect(c).toMatchObject({
-      models: ['models/emotion-qra-tiny'],
+      models: ['models/emotion-qra-natural'],
       host: '127.0.0.1',
       port: 8080,
       device: 'auto',

@@ -10,9 +10,10 @@ import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
 const bytes = (...xs: number[]) => Uint8Array.from(xs)
-const inside = (quote: string | Uint8Array): QuoteState => ({
+const inside = (quote: string | Uint8Array, quoted: string[] = []): QuoteState => ({
   inside: true,
   quote: typeof quote === 'string' ? utf8(quote) : quote,
+  quoted: new Set(quoted),
 })
 /** A state as plain data, to compare with toEqual. */
 const plain = (s: QuoteState | null) => s && { inside: s.inside, quote: [...s.quote] }
@@ -171,7 +172,10 @@ describe('pickGrounded', () => {
     expect(r.token).toBe(3)
     expect(plain(r.state)).toEqual(plain(inside('happy')))
     // A whole quotation in one token: ' "sad"' loses to ' "happy"'.
-    expect(pickGrounded(logits({ 9: 9, 8: 4 }), 0, V, ctx, OUTSIDE)).toEqual({ token: 8, state: OUTSIDE })
+    const whole = pickGrounded(logits({ 9: 9, 8: 4 }), 0, V, ctx, OUTSIDE)
+    expect(whole.token).toBe(8)
+    expect(whole.state.inside).toBe(false)
+    expect([...whole.state.quoted]).toEqual(['happy'])
     // Closing right after opening is an empty quotation: the next candidate wins.
     expect(pickGrounded(logits({ 6: 9, 5: 2 }), 0, V, ctx, inside('')).token).toBe(5)
   })
@@ -183,5 +187,28 @@ describe('pickGrounded', () => {
     // Inside a quotation the marker ends the reasoning with the quotation left open.
     const open = inside('hap')
     expect(pickGrounded(logits({ 1: 9, 3: 8 }), 0, V, ctx, open)).toEqual({ token: 1, state: open })
+  })
+})
+
+describe('repeated quotations', () => {
+  const source = utf8('i hated it')
+  const tokens = [utf8('<m>'), utf8('"'), utf8('hated'), utf8('it'), utf8(' it')]
+  const ctx: GroundingContext = { source, tokenBytes: tokens, banned: new Set(), marker: 0 }
+
+  it('refuses to close a phrase already quoted, unless asked to allow it', () => {
+    expect(advanceQuote(inside('it', ['it']), utf8('"'), source)).toBeNull()
+    const closed = advanceQuote(inside('it', ['it']), utf8('"'), source, true)
+    expect(closed?.inside).toBe(false)
+    expect([...closed!.quoted]).toEqual(['it'])
+    expect([...advanceQuote(inside('hated'), utf8('"'), source)!.quoted]).toEqual(['hated'])
+  })
+
+  it('quotes a phrase again only where nothing else could close the quotation (as decode.py)', () => {
+    // "it" is the last word: no longer quote is possible, so the repeat beats leaving it open.
+    const again = pickGrounded(new Float32Array([5, 9, 1, 1, 1]), 0, 5, ctx, inside('it', ['it']))
+    expect(again.token).toBe(1)
+    // "hated" can grow into "hated it": the repeat is refused.
+    const grown = pickGrounded(new Float32Array([0, 9, 1, 1, 1]), 0, 5, ctx, inside('hated', ['hated']))
+    expect(grown.token).toBe(4)
   })
 })

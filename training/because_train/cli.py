@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         ("train", "train the Q->RA classifier and the Q->A baseline"),
         ("export", "export ONNX model packages into models/"),
         ("report", "Q->A and Q->RA side by side"),
+        ("card", "rewrite the packages' model cards from their manifests and card_notes"),
         ("pipeline", "every stage in order (each resumes where it stopped)"),
     ]:
         p = sub.add_parser(stage, help=helptext)
         p.add_argument("--config", default="training/configs/emotion-natural.toml")
         p.add_argument("--seed", type=int)
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
-        if stage in ("train", "export"):
+        if stage in ("train", "export", "card"):
             p.add_argument("--kind", choices=["qra", "qa", "both"], default="both")
     ev = sub.add_parser("evaluate", help="evaluate a model package on a split file")
     ev.add_argument("--model", required=True, help="a model package folder, e.g. models/emotion-qra-natural")
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for kind in kinds:
             export(config, kind)
+    if args.stage == "card":
+        from because_train.export import rewrite_card
+
+        for kind in kinds:
+            rewrite_card(config, kind)
     if args.stage in ("report", "pipeline"):
         from because_train.report import report
 

@@ -26,29 +26,37 @@ QUOTE = 0x22  # '"', which natural-v1 never leaves in the input
 class QuoteState:
     inside: bool = False
     quote: bytes = b""  # bytes since the opening quotation mark
+    quoted: frozenset[bytes] = frozenset()  # the quotations already closed
 
 
-def advance_quote(state: QuoteState, token: bytes, source: bytes) -> QuoteState | None:
+def advance_quote(
+    state: QuoteState, token: bytes, source: bytes, repeat_ok: bool = False
+) -> QuoteState | None:
     """The state after `token`, or None when the token would quote something that is not a phrase
     of `source`: an empty quotation, or quoted bytes that are not whole words of `source` (a quote
-    starts where a word starts and closes where a word ends, so "hate" is no quote of "hated")."""
+    starts where a word starts and closes where a word ends, so "hate" is no quote of "hated"); and,
+    unless `repeat_ok`, a phrase the reasoning has already quoted."""
     # Padded with a space before, for words that start the input, and after, for closing quotes
     # that end it; a growing quote is checked against the start-padded form only, so that it can
     # never run into a state no closing mark can leave.
     opened, padded = b" " + source, b" " + source + b" "
-    inside, quote = state.inside, state.quote
+    inside, quote, quoted = state.inside, state.quote, state.quoted
     for b in token:
         if b == QUOTE:
-            if inside and (not quote or b" " + quote + b" " not in padded):
-                return None
-            if not inside and not source:
+            if inside:
+                if not quote or b" " + quote + b" " not in padded:
+                    return None
+                if quote in quoted and not repeat_ok:
+                    return None
+                quoted = quoted | {quote}
+            elif not source:
                 return None  # nothing could be quoted
             inside, quote = not inside, b""
         elif inside:
             quote += bytes((b,))
             if b" " + quote not in opened:
                 return None
-    return QuoteState(inside, quote)
+    return QuoteState(inside, quote, quoted)
 
 
 class Grounding:
@@ -58,35 +66,43 @@ class Grounding:
         self.source, self.token_bytes, self.state = source, token_bytes, QuoteState()
 
     def pick(self, logits: np.ndarray, banned: list[int], marker: int) -> int:
-        """The highest-logit allowed token (lowest id on ties); the marker is always allowed."""
+        """The highest-logit allowed token (lowest id on ties). Inside a quotation the marker comes
+        last (it would leave the quotation open), and a phrase already quoted may be quoted again
+        only where nothing else can follow; outside, the marker is an ordinary candidate."""
         row = logits.astype(np.float64).copy()
         row[banned] = -np.inf
         row[np.isnan(row)] = -np.inf
+        for repeat_ok in (False, True):
+            picked = self._pick(row, marker, repeat_ok)
+            if picked is not None:
+                self.state = picked[1]
+                return picked[0]
+        return marker
+
+    def _pick(self, row: np.ndarray, marker: int, repeat_ok: bool) -> tuple[int, QuoteState] | None:
         best = int(np.argmax(row))
         if row[best] == -np.inf:
-            return marker  # nothing but banned or non-finite logits
-        nxt = self._allowed(best, marker)
+            return None  # nothing but banned or non-finite logits
+        nxt = self._allowed(best, marker, repeat_ok)
         if nxt is not None:
-            self.state = nxt
-            return best
+            return best, nxt
         # Rare path: walk the candidates in order; a stable sort keeps lower ids first on ties.
         for t in np.argsort(-row, kind="stable"):
             t = int(t)
             if row[t] == -np.inf:
                 break
-            nxt = self._allowed(t, marker)
+            nxt = self._allowed(t, marker, repeat_ok)
             if nxt is not None:
-                self.state = nxt
-                return t
-        return marker
+                return t, nxt
+        return None
 
-    def _allowed(self, token: int, marker: int) -> QuoteState | None:
+    def _allowed(self, token: int, marker: int, repeat_ok: bool) -> QuoteState | None:
         if token == marker:
-            return self.state
+            return None if self.state.inside else self.state
         tb = self.token_bytes[token]
         if not self.state.inside and QUOTE not in tb:
             return self.state
-        return advance_quote(self.state, tb, self.source)
+        return advance_quote(self.state, tb, self.source, repeat_ok)
 
 
 @dataclass

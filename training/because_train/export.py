@@ -359,6 +359,20 @@ def evaluate_sources(config: Config, pkg: Any) -> tuple[dict[str, dict[str, Any]
     return per_source, rows
 
 
+def rewrite_card(config: Config, kind: str) -> Path:
+    """MODEL_CARD.md again from the package's manifest and `card_notes` (the notes change after a
+    run more often than the model does); the manifest's file hashes follow."""
+    from because_train.model_card import write_model_card
+
+    out = config.path(config.models_dir) / config.name.replace("{kind}", kind)
+    manifest = json.loads((out / "manifest.json").read_text())
+    notes = config.path(config.card_notes).read_text() if config.card_notes else ""
+    write_model_card(out, manifest, notes)
+    _write_manifest(out, manifest)
+    log(f"card: {out / 'MODEL_CARD.md'}")
+    return out
+
+
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     manifest["files"] = {
         f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "manifest.json"

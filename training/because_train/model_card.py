@@ -41,9 +41,12 @@ def _source_table(m: dict[str, Any]) -> str:
     rows = []
     for name, s in m["metrics"]["per_source"].items():
         free = s["ungrounded"]
+        quotes = f"{_pct(s['quotes_grounded'])} ({s['quotes']})" if s["quotes"] else "no quotes"
+        unground = (
+            f"{_pct(free['quotes_grounded'])}, accuracy {free['accuracy']:.4f}" if free["quotes"] else "-"
+        )
         rows.append(
-            f"| {name} | {s['n']} | **{s['accuracy']:.4f}** | {s['macro_f1']:.4f} | {_pct(s['quotes_grounded'])} "
-            f"({s['quotes']}) | {_pct(free['quotes_grounded'])}, accuracy {free['accuracy']:.4f} | "
+            f"| {name} | {s['n']} | **{s['accuracy']:.4f}** | {s['macro_f1']:.4f} | {quotes} | {unground} | "
             f"{s['ece_uncalibrated']:.3f} | **{s['ece']:.3f}** | {s['ece_cross_fitted']:.3f} | "
             f"{s['mean_top_score']:.3f} |"
         )
@@ -80,9 +83,9 @@ def _sources(p: dict[str, Any]) -> str:
         mapped = "; ".join(f"{label} <- {', '.join(sorted(f))}" for label, f in groups.items())
         line = (
             f"- **{src['name']}** ({DATA_NOTES.get(src['name'], 'user data')}): {tr.get('kept', '?')} training rows "
-            f"({tr.get('labelled', '?')} with one of the labels, {tr.get('mapped', 0)} through the mapping; left out "
-            f"{tr.get('unmapped', 0)} with an emotion outside it, {tr.get('conflicting', 0)} whose emotions map to two "
-            f"labels, {tr.get('no_label', 0)} without any), drawn {src['weight']}x per epoch; validation: "
+            f"({tr.get('labelled', '?')} rated with one of the labels, {tr.get('mapped', 0)} through the mapping; the file's "
+            f"rows left out: {tr.get('unmapped', 0)} with an emotion outside the mapping, {tr.get('conflicting', 0)} whose "
+            f"emotions map to two labels, {tr.get('no_label', 0)} without any), drawn {src['weight']}x per epoch; validation: "
             f"{src['validation']} ({va.get('kept', '?')} rows with a label)."
         )
         if mapped:

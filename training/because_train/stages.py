@@ -52,6 +52,9 @@ def source_rows(config: Config, src: SourceConfig) -> dict[str, tuple[list[Row],
             val = [r for r in rows if not r.mapped and held_out(r.text, config.seed, src.validation_share)]
             rows = [r for r in rows if not held_out(r.text, config.seed, src.validation_share)]
             vcounts = LoadCounts(labelled=len(val))
+            # What training keeps after the split; the skipped counts are of the whole file.
+            counts.labelled = sum(not r.mapped for r in rows)
+            counts.mapped = sum(r.mapped for r in rows)
     except DataError as e:
         raise SystemExit(f"data: {src.name}: {e}") from None
     if src.limit:

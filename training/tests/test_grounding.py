@@ -18,7 +18,7 @@ def test_advance_quote_keeps_spans_of_the_input_only():
     assert advance_quote(QuoteState(True, b"cant"), b" believe", SOURCE) == QuoteState(True, b"cant believe")
     assert advance_quote(QuoteState(True, b"cant"), b" it", SOURCE) is None  # "cant it" is not a span
     # A token that closes one quotation and opens the next (the old model's `" "love"`).
-    assert advance_quote(QuoteState(True, b"it"), b'" "', SOURCE) == QuoteState(True, b"")
+    assert advance_quote(QuoteState(True, b"it"), b'" "', SOURCE) == QuoteState(True, b"", frozenset({b"it"}))
     assert advance_quote(QuoteState(True, b"it"), b'" "love', SOURCE) is None
     # Outside a quotation anything goes; an empty input cannot be quoted at all.
     assert advance_quote(out, b"anger", SOURCE) == out
@@ -30,12 +30,29 @@ def test_a_quote_is_whole_words():
     hate = advance_quote(QuoteState(True, b""), b"hate", src)
     assert hate == QuoteState(True, b"hate")  # may still grow into "hated"
     assert advance_quote(hate, b'"', src) is None  # but "hate" is no quote of "hated"
-    assert advance_quote(hate, b'd"', src) == QuoteState(False, b"")
+    assert advance_quote(hate, b'd"', src) == QuoteState(False, b"", frozenset({b"hated"}))
     assert advance_quote(QuoteState(True, b""), b"ated", src) is None  # starts inside a word
     assert advance_quote(QuoteState(True, b""), b" it", src) is None  # starts with a space
-    assert advance_quote(QuoteState(True, b"it"), b' !"', src) == QuoteState(False, b"")
+    assert advance_quote(QuoteState(True, b"it"), b' !"', src) == QuoteState(False, b"", frozenset({b"it !"}))
     # An open quote never runs past the end of the input, where no closing mark could follow.
     assert advance_quote(QuoteState(True, b"it !"), b" ", src) is None
+
+
+def test_a_phrase_is_quoted_once_unless_nothing_else_can_close_the_quotation():
+    src = b"i hated it"
+    once = QuoteState(True, b"it", frozenset({b"it"}))
+    assert advance_quote(once, b'"', src) is None
+    assert advance_quote(once, b'"', src, repeat_ok=True) == QuoteState(False, b"", frozenset({b"it"}))
+    # In decoding: the model wants "it" again; "it" is the input's last word, so nothing but a
+    # repeat can close the quotation: the repeat is taken rather than leaving it open.
+    tokens = [b"<m>", b'"', b"hated", b"it", b" it"]
+    g = Grounding(src, tokens)
+    g.state = once
+    assert g.pick(np.array([5.0, 9.0, 1.0, 1.0, 1.0], dtype=np.float32), banned=[], marker=0) == 1
+    # Where the quotation can grow instead ("hated" -> "hated it"), the repeat is refused.
+    g = Grounding(src, tokens)
+    g.state = QuoteState(True, b"hated", frozenset({b"hated"}))
+    assert g.pick(np.array([0.0, 9.0, 1.0, 1.0, 1.0], dtype=np.float32), banned=[], marker=0) == 4
 
 
 def test_multibyte_input_is_compared_as_bytes():
