@@ -45,7 +45,8 @@ describe('natural-v1', () => {
   const natural = (files: Record<string, string>): Manifest => {
     const m = parse({ prompt: { ...(base.prompt as object), normalize: 'natural-v1' } })
     expect(m.success).toBe(true)
-    return { ...m.data!, files: { ...m.data!.files, ...files } }
+    const { [EMOJI_FILE]: _, ...others } = m.data!.files
+    return { ...m.data!, files: { ...others, ...files } }
   }
 
   it('is a rule a manifest may name, and needs emoji.json among the files', () => {
