@@ -10,7 +10,7 @@ import { startRealService } from './real-service.js'
 
 const TEXTS = [
   "I didn't feel humiliated, just a little lonely tonight.",
-  'I was so thrilled when the results came in!',
+  'I was so thrilled when the results came in!!! 😊',
 ]
 
 const found = chromiumPath()
