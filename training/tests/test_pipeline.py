@@ -121,11 +121,28 @@ def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
         and 0 <= summary["accuracy"] <= 1
         and "macro_f1" in summary
     )
+    assert summary["quotes_grounded"] == 1.0 and 0 <= summary["ece"] <= 1 and summary["skipped"] == 0
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     assert len(rows) == 40
     assert abs(sum(rows[0]["scores"].values()) - 1) < 1e-6
     assert sum(r["pred"] == r["label"] for r in rows) / 40 == pytest.approx(summary["accuracy"])
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_skips_and_counts_rows_without_a_label(tiny_run):
+    tmp, _, _ = tiny_run
+    from conftest import SHARED_DATA
+
+    data = SHARED_DATA / "goemotions" / "validation.jsonl"
+    if not data.exists():
+        pytest.skip("shared GoEmotions data missing")
+    result = run_cli(
+        "evaluate", "--model", str(tmp / "models" / "t-qa"), "--data", str(data), "--limit", "30"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    # 625 of the 5426 comments carry one of the six labels (../shared/data/goemotions/README.md).
+    assert summary["n"] == 30 and summary["skipped"] == 5426 - 625
 
 
 def test_report_puts_both_kinds_side_by_side(tiny_run):
