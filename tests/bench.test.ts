@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Tensor } from '@huggingface/transformers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Peer, ReasoningProcessor, labelScores, tokenBytesTable } from '../bench/lib/peer.js'
+import { Peer, ReasoningProcessor, labelScores } from '../bench/lib/peer.js'
+import { vocabularyBytes } from '../src/model/tokenizer.js'
 import { EmojiTable, lowerAlnumV1, naturalV1 } from '../src/model/normalize.js'
 import {
   UsageError,
@@ -213,9 +214,15 @@ describe('peer decoding rules', () => {
     expect(labelScores([1, 3, 3], 0.5).index).toBe(1)
   })
 
-  it('spells byte-level tokens as their bytes and added tokens as their content', () => {
-    const table = tokenBytesTable({ added_tokens: [{ id: 0, content: '<|bos|>' }], model: { vocab: { '<|bos|>': 0, 'Ġ"': 1, 'Ã©': 2, ab: 5 } } }, 4)
+  it('spells byte-level tokens as their bytes and added tokens as their content (the engine\'s table)', () => {
+    const vocab = { added_tokens: [{ id: 0, content: '<|bos|>' }], model: { vocab: { '<|bos|>': 0, 'Ġ"': 1, 'Ã©': 2 } } }
+    const { quoteBytes: table, tokenBytes } = vocabularyBytes(vocab, 4, 'tokenizer.json')
     expect(table).toHaveLength(4)
+    expect([...tokenBytes[0]!]).toEqual([])
+    // An id past the vocabulary is a broken package, for the peer as for the service.
+    expect(() => vocabularyBytes({ model: { vocab: { ...vocab.model.vocab, ab: 5 } } }, 4, 'tokenizer.json')).toThrow(
+      'tokenizer.json: token id 5 >= vocab_size 4',
+    )
     expect(dec.decode(table[0])).toBe('<|bos|>')
     expect(dec.decode(table[1])).toBe(' "')
     expect(dec.decode(table[2])).toBe('é')

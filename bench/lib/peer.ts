@@ -40,7 +40,7 @@ import {
 import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transformers'
 import { OUTSIDE, pickGrounded } from '../../src/engine/grounding.js'
 import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js'
-import { tokenToBytes } from '../../src/model/byte-level.js'
+import { loadEmojiTable, vocabularyBytes } from '../../src/model/tokenizer.js'
 import { EmojiTable, normalize } from '../../src/model/normalize.js'
 import type { NormalizeRule } from '../../src/model/normalize.js'
 
@@ -128,29 +128,6 @@ export function labelScores(logits: readonly number[], temperature: number): { i
   let index = 0
   for (let k = 1; k < logits.length; k++) if (logits[k]! > logits[index]!) index = k
   return { index, scores: exp.map((e) => e / sum) }
-}
-
-/**
- * Bytes of every id below `vocabSize` as grounded quoting reads them, built as src/model/tokenizer.ts
- * builds the engine's `quoteBytes`: a byte-level vocabulary entry spells its bytes, an added token
- * its content in UTF-8.
- */
-export function tokenBytesTable(
-  json: { added_tokens?: { id: number; content: string }[]; model?: { vocab?: Record<string, number> } },
-  vocabSize: number,
-): Uint8Array[] {
-  const table: Uint8Array[] = Array.from({ length: vocabSize }, () => new Uint8Array(0))
-  const added = json.added_tokens ?? []
-  const addedIds = new Set(added.map((t) => t.id))
-  for (const [token, id] of Object.entries(json.model?.vocab ?? {})) {
-    if (id >= vocabSize || addedIds.has(id)) continue
-    const bytes = tokenToBytes(token)
-    if (bytes === null) throw new Error(`tokenizer.json: token ${JSON.stringify(token)} is not byte-level`)
-    table[id] = bytes
-  }
-  const utf8 = new TextEncoder()
-  for (const t of added) if (t.id < vocabSize) table[t.id] = utf8.encode(t.content)
-  return table
 }
 
 /** Stops once the marker has been fed (the token after it is the label step's). */
@@ -241,9 +218,10 @@ export class Peer {
     if (manifest.kind !== 'qra') throw new Error(`${abs}: the peer serves qra packages (reasoning then label), not ${manifest.kind}`)
     const temperature = manifest.calibration?.temperature ?? 1
     if (!(Number.isFinite(temperature) && temperature > 0)) throw new Error(`${abs}: calibration.temperature must be a positive number, not ${temperature}`)
-    const emoji = manifest.prompt.normalize === 'natural-v1' ? EmojiTable.parse(JSON.parse(await readFile(`${abs}/emoji.json`, 'utf8'))) : undefined
+    const emoji = manifest.prompt.normalize === 'natural-v1' ? await loadEmojiTable(abs) : undefined
     // Read here as well as by transformers.js: the engine's byte table comes from the same vocabulary.
-    const tokenBytes = tokenBytesTable(JSON.parse(await readFile(`${abs}/tokenizer.json`, 'utf8')), manifest.onnx.vocab_size)
+    const vocabFile = `${abs}/tokenizer.json`
+    const { quoteBytes: tokenBytes } = vocabularyBytes(JSON.parse(await readFile(vocabFile, 'utf8')), manifest.onnx.vocab_size, vocabFile)
     env.allowRemoteModels = false
     env.allowLocalModels = true
     env.localModelPath = `${dirname(abs)}/`

@@ -27,18 +27,6 @@ function key(bytes: Uint8Array): string {
 
 const SPACE = 0x20
 
-/** Whether `needle` occurs anywhere in `haystack` (the empty needle always does). */
-export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
-  const n = needle.length
-  if (n === 0) return true
-  const first = needle[0]!
-  outer: for (let i = haystack.indexOf(first); i >= 0 && i + n <= haystack.length; i = haystack.indexOf(first, i + 1)) {
-    for (let j = 1; j < n; j++) if (haystack[i + j] !== needle[j]) continue outer
-    return true
-  }
-  return false
-}
-
 /**
  * Whether `needle` occurs in `source` where a word starts (at the start or after a space) and, when
  * `closed`, ends where a word ends (at the end or before a space): `decode.py`'s

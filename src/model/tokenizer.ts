@@ -20,7 +20,7 @@ import { EmojiTable, normalize } from './normalize.js'
 import type { NormalizeRule } from './normalize.js'
 
 /** The parts of tokenizer.json this module reads. */
-interface TokenizerJson {
+export interface TokenizerJson {
   added_tokens?: { id: number; content: string; special?: boolean }[]
   model?: { type?: string; vocab?: Record<string, number> }
   decoder?: { type?: string } | null
@@ -158,21 +158,8 @@ export async function loadTokenizer(dir: string, manifest: Manifest): Promise<Lo
   const tokenizer = new Tokenizer(json, config)
   const specialIds = new Set<number>([...Object.values(specials), ...added.map((t) => t.id)])
 
-  const vocabSize = manifest.onnx.vocab_size
-  const tokenBytes: Uint8Array[] = Array.from({ length: vocabSize }, () => new Uint8Array(0))
-  const addedIds = new Set(added.map((t) => t.id))
-  for (const [token, id] of Object.entries(json.model.vocab)) {
-    if (id >= vocabSize) throw new PackageError(`${where}: token id ${id} >= vocab_size ${vocabSize}`)
-    if (addedIds.has(id)) continue
-    const bytes = tokenToBytes(token)
-    if (bytes === null) throw new PackageError(`${where}: token ${JSON.stringify(token)} is not byte-level`)
-    tokenBytes[id] = bytes
-  }
-
+  const { tokenBytes, quoteBytes } = vocabularyBytes(json, manifest.onnx.vocab_size, where)
   const emoji = manifest.prompt.normalize === 'natural-v1' ? await loadEmojiTable(dir) : undefined
-  const quoteBytes = tokenBytes.slice()
-  const utf8 = new TextEncoder()
-  for (const t of added) if (t.id < vocabSize) quoteBytes[t.id] = utf8.encode(t.content)
 
   const encoder = new PromptEncoder({
     tokenizer,
@@ -184,6 +171,33 @@ export async function loadTokenizer(dir: string, manifest: Manifest): Promise<Lo
     appendMarker: manifest.kind === 'qa' ? specials.marker : null,
   })
   return { encoder, tokenBytes, quoteBytes }
+}
+
+/**
+ * The bytes of every id of a byte-level vocabulary: `tokenBytes` for the detokenizer (empty for added
+ * tokens) and `quoteBytes` for grounded quoting (an added token as its content in UTF-8, as
+ * training/ `token_bytes`). Throws a `PackageError` naming `where` for an id past `vocabSize` or a
+ * token that is not byte-level.
+ */
+export function vocabularyBytes(
+  json: Pick<TokenizerJson, 'added_tokens' | 'model'>,
+  vocabSize: number,
+  where: string,
+): { tokenBytes: Uint8Array[]; quoteBytes: Uint8Array[] } {
+  const added = json.added_tokens ?? []
+  const tokenBytes: Uint8Array[] = Array.from({ length: vocabSize }, () => new Uint8Array(0))
+  const addedIds = new Set(added.map((t) => t.id))
+  for (const [token, id] of Object.entries(json.model?.vocab ?? {})) {
+    if (id >= vocabSize) throw new PackageError(`${where}: token id ${id} >= vocab_size ${vocabSize}`)
+    if (addedIds.has(id)) continue
+    const bytes = tokenToBytes(token)
+    if (bytes === null) throw new PackageError(`${where}: token ${JSON.stringify(token)} is not byte-level`)
+    tokenBytes[id] = bytes
+  }
+  const quoteBytes = tokenBytes.slice()
+  const utf8 = new TextEncoder()
+  for (const t of added) if (t.id < vocabSize) quoteBytes[t.id] = utf8.encode(t.content)
+  return { tokenBytes, quoteBytes }
 }
 
 /** Reads the package's `emoji.json` (the table `natural-v1` names emoji and emoticons with). */

@@ -5,10 +5,19 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { OUTSIDE, advanceQuote, containsBytes, occursAsWords, pickGrounded } from '../../src/engine/grounding.js'
+import { OUTSIDE, advanceQuote, occursAsWords, pickGrounded } from '../../src/engine/grounding.js'
 import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js'
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
+
+/** Python's `needle in haystack` on bytes: the oracle occursAsWords is checked against. */
+function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer
+    return true
+  }
+  return false
+}
 const bytes = (...xs: number[]) => Uint8Array.from(xs)
 const inside = (quote: string | Uint8Array, quoted: string[] = []): QuoteState => ({
   inside: true,

@@ -12,17 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from because_train.decode import label_scores
 from because_train.metrics import expected_calibration_error, fit_temperature
 
 
-def softmax(z: np.ndarray, temperature: float) -> np.ndarray:
-    s = np.asarray(z, dtype=np.float64) / temperature
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def ece_at(logits: np.ndarray, gold: np.ndarray, temperature: float) -> float:
-    p = softmax(logits, temperature)
+    p = label_scores(logits, temperature)
     return expected_calibration_error(p.max(axis=1).tolist(), (p.argmax(axis=1) == gold).tolist())
 
 
@@ -58,8 +53,8 @@ def calibrate(
             "ece_uncalibrated": ece_at(z[n], y[n], 1.0),
             "ece": ece_at(z[n], y[n], temperature),
             "ece_cross_fitted": float(cross),
-            "mean_top_score_uncalibrated": float(softmax(z[n], 1.0).max(axis=1).mean()),
-            "mean_top_score": float(softmax(z[n], temperature).max(axis=1).mean()),
+            "mean_top_score_uncalibrated": float(label_scores(z[n], 1.0).max(axis=1).mean()),
+            "mean_top_score": float(label_scores(z[n], temperature).max(axis=1).mean()),
         }
     return {
         "method": "temperature",

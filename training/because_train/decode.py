@@ -118,10 +118,11 @@ class Decoded:
         return int(np.argmax(self.scores))
 
 
-def label_scores(logits: np.ndarray, label_ids: list[int], temperature: float = 1.0) -> np.ndarray:
-    z = logits[label_ids].astype(np.float64) / temperature
-    e = np.exp(z - z.max())
-    return e / e.sum()
+def label_scores(label_logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(label logits / temperature) over the last axis (one row, or a batch of rows)."""
+    z = np.asarray(label_logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def decode_batch(
@@ -162,10 +163,8 @@ def decode_batch(
         mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
         positions = np.concatenate([positions, positions[:, -1:] + 1], axis=1)
         logits, _ = forward(ids, mask, positions, None)
-        return [
-            Decoded([], label_scores(logits[r], label_ids, temperature), False, logits[r][label_ids].copy())
-            for r in range(b)
-        ]
+        z = logits[:, label_ids]
+        return [Decoded([], label_scores(z[r], temperature), False, z[r].copy()) for r in range(b)]
 
     logits, past = forward(ids, mask, positions, None)
     next_pos = positions[:, -1] + 1
@@ -182,7 +181,7 @@ def decode_batch(
                 z = named[r] if named[r] is not None else logits[r][label_ids].copy()
                 results[r] = Decoded(
                     reasoning[r],
-                    label_scores(z, list(range(len(label_ids))), temperature),
+                    label_scores(z, temperature),
                     forced[r],
                     z,
                     named[r] is not None,

@@ -148,7 +148,6 @@ def quantize(src: Path, dst: Path) -> None:
 
 def export(config: Config, kind: str) -> Path:
     from because_train.evaluate import confusion_png
-    from because_train.model_card import write_model_card
     from because_train.package import load_package
     from because_train.train import load_trained
 
@@ -305,10 +304,7 @@ def export(config: Config, kind: str) -> Path:
     confusion_png(
         pooled, labels, config.run / kind / "confusion-validation.png", f"{package_id} on validation"
     )
-    notes = config.path(config.card_notes).read_text() if config.card_notes else ""
-    _write_manifest(out, manifest)  # the card reads the files' hashes too
-    write_model_card(out, manifest, notes)
-    _write_manifest(out, manifest)
+    _write_card(config, out, manifest)
     summary = ", ".join(
         f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
         for n, m in per_source.items()
@@ -362,15 +358,20 @@ def evaluate_sources(config: Config, pkg: Any) -> tuple[dict[str, dict[str, Any]
 def rewrite_card(config: Config, kind: str) -> Path:
     """MODEL_CARD.md again from the package's manifest and `card_notes` (the notes change after a
     run more often than the model does); the manifest's file hashes follow."""
+    out = config.path(config.models_dir) / config.name.replace("{kind}", kind)
+    _write_card(config, out, json.loads((out / "manifest.json").read_text()))
+    log(f"card: {out / 'MODEL_CARD.md'}")
+    return out
+
+
+def _write_card(config: Config, out: Path, manifest: dict[str, Any]) -> None:
+    """MODEL_CARD.md from the manifest and the config's `card_notes`, then the manifest with every
+    file's hash (the card's included)."""
     from because_train.model_card import write_model_card
 
-    out = config.path(config.models_dir) / config.name.replace("{kind}", kind)
-    manifest = json.loads((out / "manifest.json").read_text())
     notes = config.path(config.card_notes).read_text() if config.card_notes else ""
     write_model_card(out, manifest, notes)
     _write_manifest(out, manifest)
-    log(f"card: {out / 'MODEL_CARD.md'}")
-    return out
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from because_train.calibrate import calibrate, softmax
+from because_train.calibrate import calibrate
+from because_train.decode import label_scores
 from because_train.metrics import expected_calibration_error, fit_temperature
 
 
@@ -16,10 +17,10 @@ def test_ece_by_hand():
 
 def synthetic(n: int, true_t: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Logits of a model whose confidence is right at temperature `true_t`: labels drawn from
-    softmax(z / true_t)."""
+    label_scores(z / true_t)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0, 6, size=(n, 6))
-    p = softmax(z, true_t)
+    p = label_scores(z, true_t)
     y = np.array([rng.choice(6, p=row) for row in p])
     return z, y
 
@@ -40,5 +41,5 @@ def test_calibrate_lowers_the_ece_of_an_overconfident_model_and_scores_still_sum
         assert s["ece_uncalibrated"] > 0.15
         assert s["ece"] < 0.05 and s["ece_cross_fitted"] < 0.06
         assert s["mean_top_score"] < s["mean_top_score_uncalibrated"]
-    p = softmax(za, cal["temperature"])
+    p = label_scores(za, cal["temperature"])
     assert np.allclose(p.sum(axis=1), 1) and (p.argmax(axis=1) == za.argmax(axis=1)).all()
