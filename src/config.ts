@@ -2,8 +2,10 @@
  * @module
  * The service's one configuration, parsed once at start-up from flags and the environment
  * (a flag wins over its variable, a variable over the default). `parseConfig` is pure: it takes
- * argv and env and throws a `ConfigError` with a one-line message for a bad value.
+ * argv and env and throws a `ConfigError` with a one-line message for a bad value. `loadApiKeys`
+ * reads the keys file the configuration names.
  */
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 
 export type Device = 'auto' | 'cpu' | 'cuda'
@@ -172,4 +174,24 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, isT
     throw new ConfigError(`max-batch-tokens (${c.maxBatchTokens}) must be at least max-batch (${c.maxBatch}): every running sequence decodes one token per step`)
   }
   return c
+}
+
+/** The keys of --api-keys and --api-keys-file together; never logged, never in a message. */
+export function loadApiKeys(config: Pick<Config, 'apiKeys' | 'apiKeysFile'>): string[] {
+  const keys = [...config.apiKeys]
+  if (config.apiKeysFile !== null) {
+    let text: string
+    try {
+      text = readFileSync(config.apiKeysFile, 'utf8')
+    } catch (e) {
+      throw new ConfigError(`--api-keys-file ${config.apiKeysFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+    const lines = text.split(/\r?\n/).map((l) => l.trim())
+    const fromFile = lines.filter((l) => l !== '' && !l.startsWith('#'))
+    const bad = lines.findIndex((l) => l !== '' && !l.startsWith('#') && /\s/.test(l))
+    if (bad >= 0) throw new ConfigError(`--api-keys-file ${config.apiKeysFile}: line ${bad + 1}: an API key must not contain white space`)
+    if (fromFile.length === 0) throw new ConfigError(`--api-keys-file ${config.apiKeysFile}: no keys in it (one per line; # starts a comment)`)
+    keys.push(...fromFile)
+  }
+  return keys
 }

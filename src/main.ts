@@ -50,7 +50,8 @@ try {
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
 } catch (e) {
-  if (!(e instanceof StartupError)) throw e
+  // A keys file that cannot be used is a ConfigError, found only when the service starts.
+  if (!(e instanceof StartupError) && !(e instanceof ConfigError)) throw e
   console.error(`because: ${e.message}`)
   logger.flush?.()
   process.exit(1)

@@ -3,7 +3,7 @@
  * in the build context (or comes from an earlier stage), nothing it copies is excluded by
  * .dockerignore, the command is package.json's start script, each image has a HEALTHCHECK and a
  * non-root user, production dependencies cover what src/ imports, and .dockerignore keeps
- * dependencies, the training environment and test output out of the context.
+ * dependencies, the training environment, the benchmark and test output out of the context.
  */
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
@@ -283,12 +283,13 @@ describe('Dockerfile', () => {
 })
 
 describe('.dockerignore', () => {
-  it('keeps dependencies, the training environment, output and secrets out of the context', () => {
+  it('keeps dependencies, the training environment, the benchmark, output and secrets out of the context', () => {
     for (const p of [
       'node_modules',
       'node_modules/hono/package.json',
       'training/.venv',
       'training/.venv/bin/python',
+      'bench/measure-kv.ts',
       'test-output',
       'test-output/loadtest/smoke.json',
       '.git',

@@ -1,23 +1,13 @@
 /**
  * @module
- * Pure helpers of `npm run bench`: percentiles and summaries, the model's arithmetic per
- * classification (FLOPs), command-line options, and number formatting. No I/O here, so
- * tests/bench.test.ts can pin them.
+ * Pure helpers of `npm run bench` and bench/measure-kv.ts: summaries (on the tools' one
+ * `percentile`, loadtest/lib/stats.ts), the model's arithmetic per classification (FLOPs),
+ * command-line options, and number formatting. No I/O here, so tests/bench.test.ts can pin them.
  */
 
-/**
- * The `p`-th percentile (0..100) of `values`, linearly interpolated between the closest ranks
- * (the "type 7" rule of R and numpy's default). NaN for an empty list.
- */
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN
-  if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile: p must be in [0, 100], got ${p}`)
-  const sorted = [...values].sort((a, b) => a - b)
-  const rank = (p / 100) * (sorted.length - 1)
-  const lo = Math.floor(rank)
-  const hi = Math.ceil(rank)
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo)
-}
+import { percentile } from '../../loadtest/lib/stats.js'
+
+export { percentile }
 
 export interface Summary {
   n: number
@@ -27,6 +17,10 @@ export interface Summary {
   max: number
 }
 
+/**
+ * The bench report's figures for one level, unrounded (the report formats them) and NaN when
+ * empty (printed as n/a); loadtest/lib/stats.ts `summarize` is the load runner's, rounded.
+ */
 export function summarize(values: readonly number[]): Summary {
   const n = values.length
   const mean = n === 0 ? Number.NaN : values.reduce((a, b) => a + b, 0) / n
@@ -148,29 +142,43 @@ export class UsageError extends Error {
   override name = 'UsageError'
 }
 
-function positiveInt(raw: string, name: string): number {
+export function positiveInt(raw: string, name: string): number {
   if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new UsageError(`${name}: expected a positive integer, got ${JSON.stringify(raw)}`)
   return Number(raw)
 }
 
-/** Parses `argv` (flags as `--name value` or `--name=value`); throws `UsageError`. */
-export function parseBenchArgs(argv: readonly string[]): BenchOptions {
-  const raw = new Map<string, string>()
-  let quick = false
+/**
+ * Splits `argv` into options with a value (`--name value` or `--name=value`, names in `valued`)
+ * and switches (exactly `--name`, names in `switches`); throws `UsageError` on anything else.
+ */
+export function parseFlags(
+  argv: readonly string[],
+  valued: readonly string[],
+  switches: readonly string[] = [],
+): { values: Map<string, string>; switches: Set<string> } {
+  const values = new Map<string, string>()
+  const on = new Set<string>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
-    if (arg === '--quick') {
-      quick = true
+    if (switches.includes(arg)) {
+      on.add(arg)
       continue
     }
     const eq = arg.indexOf('=')
     const name = eq >= 0 ? arg.slice(0, eq) : arg
-    const known = ['--levels', '--requests', '--seconds', '--model', '--threads', '--systems', '--texts', '--out', '--agreement']
-    if (!known.includes(name)) throw new UsageError(`unknown option ${JSON.stringify(arg)}`)
+    if (!valued.includes(name)) throw new UsageError(`unknown option ${JSON.stringify(arg)}`)
     const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i]
     if (value === undefined) throw new UsageError(`${name}: missing value`)
-    raw.set(name, value)
+    values.set(name, value)
   }
+  return { values, switches: on }
+}
+
+/** Parses `argv` (flags as `--name value` or `--name=value`); throws `UsageError`. */
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  const valued = ['--levels', '--requests', '--seconds', '--model', '--threads', '--systems', '--texts', '--out', '--agreement']
+  const { values: raw, switches } = parseFlags(argv, valued, ['--quick'])
+  const quick = switches.has('--quick')
   const levelsRaw = raw.get('--levels') ?? (quick ? '1,8' : '1,8,32,64')
   const levels = levelsRaw.split(',').map((s) => positiveInt(s.trim(), '--levels'))
   const systemsRaw = (raw.get('--systems') ?? 'engine,peer').split(',').map((s) => s.trim())

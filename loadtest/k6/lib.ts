@@ -21,6 +21,7 @@ import http, { type RefinedResponse, type ResponseType } from 'k6/http'
 import { Counter, Rate, Trend } from 'k6/metrics'
 import type { Options, Scenario } from 'k6/options'
 import type { Endpoint, PartSpec, ScenarioFile, ScenarioSpec, Thresholds } from '../lib/scenarios.ts'
+import { parseTexts } from '../lib/texts.ts'
 
 // Both paths are relative to this directory, where every entry script lives as well.
 const file = JSON.parse(open(__ENV.SCENARIO_FILE || '../scenarios.json')) as ScenarioFile
@@ -50,20 +51,6 @@ const failures = new Rate('failures')
 const rejections = new Rate('rejections')
 /** Accepted but not completed: SSE error event, stream without done, client timeout. */
 const unfinished = new Counter('unfinished')
-
-// k6 runs its own JavaScript runtime, not Node: the same parser as loadtest/lib/texts.ts, kept here.
-export function parseTexts(content: string): string[] {
-  const out: string[] = []
-  for (const line of content.split(/\r?\n/)) {
-    const t = line.trim()
-    if (t === '') continue
-    if (t.startsWith('{')) {
-      const j = JSON.parse(t) as { text?: unknown }
-      if (typeof j.text === 'string' && j.text.trim() !== '') out.push(j.text)
-    } else out.push(t)
-  }
-  return out
-}
 
 /**
  * k6 takes whole iterations per time unit; a fractional rate becomes an integer rate per 100 s

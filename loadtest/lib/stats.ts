@@ -1,21 +1,27 @@
 /**
  * @module
- * Pure statistics for load-test results: percentiles, summaries, histograms, per-second series.
+ * Pure statistics for load-test and benchmark results: percentiles, summaries, histograms,
+ * per-second series. The one percentile of the project's tools: loadtest/ uses this module, and
+ * bench/lib/stats.ts re-exports `percentile` from it.
  */
 
 /**
- * The p-th percentile (0..100) of ascending `sorted`, interpolating linearly between the two
- * closest ranks (numpy's default). NaN for an empty array.
+ * The `p`-th percentile (0..100) of `values`, in any order (the array is not modified),
+ * interpolating linearly between the two closest ranks (the "type 7" rule of R and numpy's
+ * default). NaN for an empty array; a RangeError for `p` outside 0..100.
  */
-export function percentile(sorted: readonly number[], p: number): number {
+export function percentile(values: readonly number[], p: number): number {
+  if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile: p must be in [0, 100], got ${p}`)
+  return percentileOfSorted([...values].sort((x, y) => x - y), p)
+}
+
+/** `percentile` for an array already in ascending order (sorting it once serves many `p`). */
+function percentileOfSorted(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN
-  if (p <= 0) return sorted[0]!
-  if (p >= 100) return sorted[sorted.length - 1]!
   const rank = (p / 100) * (sorted.length - 1)
   const lo = Math.floor(rank)
   const hi = Math.ceil(rank)
-  const frac = rank - lo
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * frac
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo)
 }
 
 export interface Summary {
@@ -38,10 +44,10 @@ export function summarize(values: readonly number[]): Summary {
     count: sorted.length,
     min: round1(sorted[0]!),
     mean: round1(sum / sorted.length),
-    p50: round1(percentile(sorted, 50)),
-    p90: round1(percentile(sorted, 90)),
-    p95: round1(percentile(sorted, 95)),
-    p99: round1(percentile(sorted, 99)),
+    p50: round1(percentileOfSorted(sorted, 50)),
+    p90: round1(percentileOfSorted(sorted, 90)),
+    p95: round1(percentileOfSorted(sorted, 95)),
+    p99: round1(percentileOfSorted(sorted, 99)),
     max: round1(sorted[sorted.length - 1]!),
   }
 }

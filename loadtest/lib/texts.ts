@@ -1,3 +1,5 @@
+// Also imported by the k6 scripts (loadtest/k6/lib.ts), which run outside Node: no Node imports here.
+
 /** Texts from JSON lines (`{"text": ...}`) or plain lines; blank lines skipped. */
 export function parseTexts(content: string): string[] {
   const out: string[] = []

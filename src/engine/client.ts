@@ -7,54 +7,14 @@
  * push the in-flight count past `maxBatch + maxQueue` fails at once with `queue_full`. Its slots
  * are given back when its last sequence ends, however it ends (done, error, deadline, abort).
  */
-import { Worker } from 'node:worker_threads'
+import { MessageChannel, Worker } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { ModelPackage } from '../model/package.js'
 import type { EngineObserver } from '../obs/metrics.js'
 import type { Command, SequenceEvent, WorkerInit, WorkerMessage, WorkerReady } from './protocol.js'
-
-export type EngineErrorReason =
-  /** Too many sequences in flight; retry later. */
-  | 'queue_full'
-  /** The request's deadline passed before it finished. */
-  | 'deadline_exceeded'
-  /** The caller went away (its signal aborted). */
-  | 'cancelled'
-  /** The worker is starting, restarting or gone. */
-  | 'not_ready'
-  /** The worker failed while running the request. */
-  | 'engine_failed'
-  /** The server is shutting down and the drain timeout passed (or no new work is taken). */
-  | 'shutting_down'
-
-export class EngineError extends Error {
-  override name = 'EngineError'
-  constructor(
-    readonly reason: EngineErrorReason,
-    message: string,
-  ) {
-    super(message)
-  }
-}
-
-/** The result of one sequence. */
-export interface SequenceResult {
-  /** Index into the manifest's labels. */
-  labelIndex: number
-  scores: number[]
-  reasoning: string
-  usage: { input_tokens: number; reasoning_tokens: number }
-  timings: { queue_ms: number; ttft_ms: number; total_ms: number }
-}
-
-export interface SubmitOptions {
-  /** `performance.now()` time after which the request fails with `deadline_exceeded`. */
-  deadline: number
-  /** Aborting it cancels the request (`cancelled`); its sequences leave the batch next step. */
-  signal?: AbortSignal
-  /** Reasoning text as it is generated, per sequence index. */
-  onDelta?: (index: number, delta: string) => void
-}
+import { EngineError } from './types.js'
+import type { SequenceResult, SubmitOptions } from './types.js'
 
 export interface EngineClientOptions {
   pkg: ModelPackage
@@ -64,6 +24,8 @@ export interface EngineClientOptions {
   maxBatchTokens: number
   maxQueue: number
   logger: Logger
+  /** Test-only: lets `crashWorker()` make the worker die (see `WorkerInit.crashDrill`). */
+  crashDrill?: boolean
 }
 
 interface Tracked {
@@ -72,7 +34,8 @@ interface Tracked {
   startedAt?: number
   firstTokenAt?: number
   lastTokenAt?: number
-  label?: { index: number; scores: number[] }
+  /** The deltas so far; the worker sends the reasoning only this way. */
+  reasoning: string
   request: RequestState
 }
 
@@ -94,6 +57,8 @@ export class EngineClient {
   readonly #opts: EngineClientOptions
   readonly #log: Logger
   #worker: Worker | null = null
+  /** This side of the current worker's crash-drill channel (`crashDrill` only). */
+  #drill: MessagePort | null = null
   #info: WorkerReady | null = null
   #closing = false
   #nextId = 1
@@ -169,7 +134,7 @@ export class EngineClient {
         cleanup: () => {},
         ...(opts.onDelta ? { onDelta: opts.onDelta } : {}),
       }
-      ids.forEach((id, index) => this.#tracked.set(id, { index, submittedAt: now, request }))
+      ids.forEach((id, index) => this.#tracked.set(id, { index, submittedAt: now, reasoning: '', request }))
 
       const timer = setTimeout(
         () => this.#fail(request, new EngineError('deadline_exceeded', `the deadline passed after ${Math.round(performance.now() - now)} ms`)),
@@ -186,14 +151,17 @@ export class EngineClient {
   }
 
   /**
-   * Crash drill: makes the worker throw between two steps, as a bug would. The requests it held
-   * fail with `engine_failed` and a new worker starts. Resolves when the old one has exited.
+   * Test-only crash drill (an engine started with `crashDrill: true`): makes the worker throw
+   * between two steps, as a bug would. The requests it held fail with `engine_failed` and a new
+   * worker starts. Resolves when the old one has exited.
    */
   async crashWorker(message = 'crash drill'): Promise<void> {
+    if (!this.#opts.crashDrill) throw new Error('crashWorker: this engine was started without crashDrill')
     const worker = this.#worker
-    if (!worker) return
+    const drill = this.#drill
+    if (!worker || !drill) return
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
-    this.#send({ type: 'crash', message })
+    drill.postMessage(message)
     await exited
   }
 
@@ -254,44 +222,17 @@ export class EngineClient {
         t.startedAt = now
         break
       case 'token':
-        if (t.firstTokenAt === undefined) {
-          t.firstTokenAt = now
-          this.observer?.firstToken((now - t.submittedAt) / 1000)
-        } else this.observer?.interToken((now - t.lastTokenAt!) / 1000)
+        if (t.firstTokenAt === undefined) this.#firstToken(t, now)
+        else this.observer?.interToken((now - t.lastTokenAt!) / 1000)
         t.lastTokenAt = now
+        t.reasoning += e.delta
         t.request.onDelta?.(t.index, e.delta)
         break
-      case 'label':
-        if (t.firstTokenAt === undefined) {
-          t.firstTokenAt = now
-          this.observer?.firstToken((now - t.submittedAt) / 1000)
-        }
-        t.label = { index: e.index, scores: e.scores }
+      case 'done':
+        // Without reasoning (a `qa` model, or an empty one) the label is the first token.
+        if (t.firstTokenAt === undefined) this.#firstToken(t, now)
+        this.#finish(t, e, now)
         break
-      case 'done': {
-        const r = t.request
-        this.#tracked.delete(e.id)
-        const startedAt = t.startedAt ?? now
-        this.observer?.done((startedAt - t.submittedAt) / 1000, (now - t.submittedAt) / 1000, e.usage.reasoning_tokens)
-        r.results[t.index] = {
-          labelIndex: t.label!.index,
-          scores: t.label!.scores,
-          reasoning: e.reasoning,
-          usage: e.usage,
-          timings: {
-            queue_ms: round(startedAt - t.submittedAt),
-            ttft_ms: round((t.firstTokenAt ?? now) - t.submittedAt),
-            total_ms: round(now - t.submittedAt),
-          },
-        }
-        if (++r.numDone === r.ids.length && !r.settled) {
-          r.settled = true
-          r.cleanup()
-          r.resolve(r.results as SequenceResult[])
-        }
-        this.#checkIdle()
-        break
-      }
       case 'error':
         this.#log.error({ err: e.message, sequence: e.id }, 'sequence failed in the engine')
         this.#fail(t.request, new EngineError('engine_failed', `the model failed on this input: ${e.message}`))
@@ -299,16 +240,49 @@ export class EngineClient {
     }
   }
 
+  #firstToken(t: Tracked, now: number): void {
+    t.firstTokenAt = now
+    this.observer?.firstToken((now - t.submittedAt) / 1000)
+  }
+
+  /** Records a finished sequence; resolves its request when it was the last one. */
+  #finish(t: Tracked, e: Extract<SequenceEvent, { type: 'done' }>, now: number): void {
+    const r = t.request
+    this.#tracked.delete(e.id)
+    const startedAt = t.startedAt ?? now
+    this.observer?.done((startedAt - t.submittedAt) / 1000, (now - t.submittedAt) / 1000, e.numReasoningTokens)
+    r.results[t.index] = {
+      labelIndex: e.labelIndex,
+      scores: e.scores,
+      reasoning: t.reasoning,
+      numReasoningTokens: e.numReasoningTokens,
+      timings: {
+        queue_ms: round(startedAt - t.submittedAt),
+        ttft_ms: round((t.firstTokenAt ?? now) - t.submittedAt),
+        total_ms: round(now - t.submittedAt),
+      },
+    }
+    if (++r.numDone === r.ids.length && !r.settled) {
+      r.settled = true
+      r.cleanup()
+      r.resolve(r.results as SequenceResult[])
+    }
+    this.#checkIdle()
+  }
+
   #spawn(): Promise<void> {
+    const drill = this.#opts.crashDrill ? new MessageChannel() : null
     const init: WorkerInit = {
       modelDir: this.pkg.dir,
       device: this.#opts.device,
       threads: this.#opts.threads,
       maxBatch: this.#opts.maxBatch,
       maxBatchTokens: this.#opts.maxBatchTokens,
+      ...(drill ? { crashDrill: drill.port2 } : {}),
     }
-    const worker = new Worker(WORKER_ENTRY, { workerData: init })
+    const worker = new Worker(WORKER_ENTRY, { workerData: init, ...(drill ? { transferList: [drill.port2] } : {}) })
     this.#worker = worker
+    this.#drill = drill?.port1 ?? null
     return new Promise<void>((resolve, reject) => {
       let started = false
       worker.on('message', (m: WorkerMessage) => {
@@ -339,9 +313,9 @@ export class EngineClient {
       worker.on('exit', (code) => {
         this.#info = null
         this.#worker = null
-        for (const r of new Set([...this.#tracked.values()].map((t) => t.request))) {
-          this.#fail(r, new EngineError('engine_failed', `the inference worker stopped (exit code ${code})`))
-        }
+        this.#drill?.close()
+        this.#drill = null
+        this.failAll(new EngineError('engine_failed', `the inference worker stopped (exit code ${code})`))
         if (!started) {
           reject(new Error(`the inference worker exited during start-up (code ${code})`))
           return

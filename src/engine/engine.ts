@@ -29,8 +29,8 @@ import type { SequenceEvent } from './protocol.js'
 import { schedule } from './scheduler.js'
 import type { SchedulerLimits } from './scheduler.js'
 
-/** What the engine needs to know about the model. */
-export interface EngineModel {
+/** What the engine needs to know about the model (built by model-runtime.ts from a package). */
+export interface LoadedModel {
   forward: Forward
   shape: KvShape
   vocabSize: number
@@ -57,10 +57,15 @@ export interface EngineModel {
   scoresAtFirstLabel: boolean
 }
 
+/** `Sequence.row` while a sequence waits or runs its prefill: it has no KV row yet. */
+const NO_ROW = -1
+/** `Sequence.row` once a sequence finished or failed: it never takes a row again. */
+const LEFT = -2
+
 interface Sequence {
   id: number
   promptIds: number[]
-  /** Row in the KV cache while running, -1 otherwise. */
+  /** Row in the KV cache while running; `NO_ROW` before, `LEFT` after. */
   row: number
   /** `reasoning`: the next logits pick a reasoning token or the marker; `label`: they score labels. */
   phase: 'reasoning' | 'label'
@@ -95,7 +100,7 @@ export interface EngineStats {
 export type EmitEvents = (events: SequenceEvent[]) => void
 
 export class BatchEngine {
-  readonly #model: EngineModel
+  readonly #model: LoadedModel
   readonly #limits: SchedulerLimits
   readonly #banned: ReadonlySet<number>
   readonly #labelIds: ReadonlySet<number>
@@ -122,7 +127,7 @@ export class BatchEngine {
   /** Rows of the last step's passes (0: no such pass), for the batch-size metric. */
   lastStep = { numPrefillRows: 0, numDecodeRows: 0 }
 
-  constructor(model: EngineModel, limits: SchedulerLimits, opts: { kvGranularity?: number } = {}) {
+  constructor(model: LoadedModel, limits: SchedulerLimits, opts: { kvGranularity?: number } = {}) {
     this.#model = model
     this.#limits = limits
     const { bos, eos, pad, sep } = model.specials
@@ -152,7 +157,7 @@ export class BatchEngine {
     this.#waiting.push({
       id,
       promptIds,
-      row: -1,
+      row: NO_ROW,
       phase: qra ? 'reasoning' : 'label',
       nextInput: -1,
       reasoningIds: [],
@@ -223,7 +228,7 @@ export class BatchEngine {
         const V = this.#model.vocabSize
         admitted.forEach((s, i) => {
           const finished = this.#advance(s, prefill!.present.logits, (i * prefill!.len + prefill!.len - 1) * V, events)
-          if (finished) s.row = -2
+          if (finished) s.row = LEFT
         })
       }
       emit(events)
@@ -260,7 +265,7 @@ export class BatchEngine {
 
     // 5. Admitted sequences still generating join the batch.
     if (prefill) {
-      const joining = admitted.map((s, i) => [s, i] as const).filter(([s]) => s.row === -1)
+      const joining = admitted.map((s, i) => [s, i] as const).filter(([s]) => s.row === NO_ROW)
       if (joining.length > 0) {
         const kv = this.#kv
         const longest = Math.max(...kv.lengths, ...joining.map(([s]) => s.promptIds.length))
@@ -285,13 +290,7 @@ export class BatchEngine {
       const { index, scores } = s.namedLogits
         ? scoreLabels(s.namedLogits, 0, this.#labelOrder, this.#model.labelTemperature)
         : scoreLabels(logits, offset, ids, this.#model.labelTemperature)
-      events.push({ type: 'label', id: s.id, index, scores })
-      events.push({
-        type: 'done',
-        id: s.id,
-        reasoning: s.detokenizer.text,
-        usage: { input_tokens: s.promptIds.length, reasoning_tokens: s.reasoningIds.length },
-      })
+      events.push({ type: 'done', id: s.id, labelIndex: index, scores, numReasoningTokens: s.reasoningIds.length })
       return true
     }
     // Reasoning: the marker is forced once the budget is spent, otherwise greedy and grounded. The
@@ -336,7 +335,7 @@ export class BatchEngine {
   #removeRow(r: number): void {
     const moved = this.#kv.removeRow(r)
     const s = this.#rows[r]!
-    s.row = -2
+    s.row = LEFT
     if (moved !== r) {
       this.#rows[r] = this.#rows[moved]!
       this.#rows[r]!.row = r

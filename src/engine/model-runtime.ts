@@ -1,24 +1,24 @@
 /**
  * @module
- * Builds an `EngineModel` from a loaded package and a session (used by the worker, the
- * measurement script and tests that drive the engine without a worker).
+ * Opens a package's ONNX Runtime session and builds the `LoadedModel` the engine runs (used by
+ * the worker, the measurement script and tests that drive the engine without a worker).
  */
 import { labelTemperature } from '../model/manifest.js'
 import type { ModelPackage } from '../model/package.js'
 import { createSession, makeForward } from '../model/session.js'
 import type { CreatedSession } from '../model/session.js'
 import type { Device } from '../config.js'
-import type { EngineModel } from './engine.js'
+import type { LoadedModel } from './engine.js'
 
-export async function createEngineModel(
+export async function loadModel(
   pkg: ModelPackage,
   device: Device,
   threads: number,
-): Promise<{ model: EngineModel; session: CreatedSession }> {
+): Promise<{ model: LoadedModel; session: CreatedSession }> {
   const m = pkg.manifest
   const created = await createSession(`${pkg.dir}/${m.onnx.file}`, device, threads)
   const shape = { numLayers: m.onnx.num_layers, numKvHeads: m.onnx.num_kv_heads, headDim: m.onnx.head_dim }
-  const model: EngineModel = {
+  const model: LoadedModel = {
     forward: makeForward(created.session, shape),
     shape,
     vocabSize: m.onnx.vocab_size,

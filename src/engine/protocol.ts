@@ -3,6 +3,7 @@
  * Messages between the HTTP thread and the engine worker. The worker owns all engine state; the
  * HTTP thread only sends commands and receives events, each keyed by the sequence id it chose.
  */
+import type { MessagePort } from 'node:worker_threads'
 
 /** Settings the worker starts with (`workerData`). */
 export interface WorkerInit {
@@ -11,6 +12,13 @@ export interface WorkerInit {
   threads: number
   maxBatch: number
   maxBatchTokens: number
+  /**
+   * Test-only crash drill (an engine started with `crashDrill: true`): a string posted here is
+   * thrown by the worker between two steps, as a bug would, and the worker dies. It is a channel
+   * of its own so that the commands below have no way to crash a production worker; drills need
+   * it because terminating a worker from outside while ONNX Runtime runs aborts the whole process.
+   */
+  crashDrill?: MessagePort
 }
 
 /** HTTP thread -> worker. */
@@ -21,22 +29,21 @@ export type Command =
   | { type: 'cancel'; ids: number[] }
   /** Stop after the current step; the worker then exits. */
   | { type: 'shutdown' }
-  /**
-   * Crash drill: the worker throws `message` between steps, as a bug would, and dies. (Terminating
-   * a worker from outside while ONNX Runtime runs aborts the whole process, so drills use this.)
-   */
-  | { type: 'crash'; message: string }
 
 /** One sequence's progress, worker -> HTTP thread. */
 export type SequenceEvent =
   /** The sequence left the queue: its prefill runs in this step. */
   | { type: 'start'; id: number }
-  /** Newly stable reasoning text (never empty, never a split character). */
+  /**
+   * Newly stable reasoning text (never empty, never a split character). The reasoning crosses only
+   * this way: a sequence's deltas, joined, are its whole reasoning.
+   */
   | { type: 'token'; id: number; delta: string }
-  /** Label scoring: index into the manifest's labels, and one probability per label. */
-  | { type: 'label'; id: number; index: number; scores: number[] }
-  /** The sequence finished; it has left the batch. */
-  | { type: 'done'; id: number; reasoning: string; usage: { input_tokens: number; reasoning_tokens: number } }
+  /**
+   * The sequence finished and has left the batch: its label (index into the manifest's labels),
+   * one probability per label, and how many reasoning tokens it wrote (the marker excluded).
+   */
+  | { type: 'done'; id: number; labelIndex: number; scores: number[]; numReasoningTokens: number }
   /** The sequence failed inside the engine; it has left the batch. */
   | { type: 'error'; id: number; message: string }
 

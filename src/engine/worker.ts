@@ -10,7 +10,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { loadPackage } from '../model/package.js'
 import { BatchEngine } from './engine.js'
-import { createEngineModel } from './model-runtime.js'
+import { loadModel } from './model-runtime.js'
 import type { Command, SequenceEvent, WorkerInit, WorkerMessage } from './protocol.js'
 
 const port = parentPort
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   try {
     // The HTTP thread verified the hashes before starting this worker.
     const pkg = await loadPackage(init.modelDir, { verify: false })
-    const { model, session } = await createEngineModel(pkg, init.device, init.threads)
+    const { model, session } = await loadModel(pkg, init.device, init.threads)
     engine = new BatchEngine(model, { maxBatch: init.maxBatch, maxBatchTokens: init.maxBatchTokens })
     post({
       type: 'ready',
@@ -51,10 +51,11 @@ async function main(): Promise<void> {
       case 'shutdown':
         shuttingDown = true
         break
-      case 'crash':
-        crash = command.message
-        break
     }
+    wake?.()
+  })
+  init.crashDrill?.on('message', (message: string) => {
+    crash = message
     wake?.()
   })
 
@@ -82,6 +83,8 @@ async function main(): Promise<void> {
     }
   }
   port!.close()
+  // An open port with a listener would keep this thread alive after the loop.
+  init.crashDrill?.close()
 }
 
 void main()

@@ -7,7 +7,7 @@
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { EngineError } from '../engine/client.js'
+import { EngineError } from '../engine/types.js'
 
 declare module 'hono' {
   interface ContextVariableMap {

@@ -4,11 +4,11 @@
  * builds them from model packages and engine workers.
  */
 import type { Config } from '../config.js'
-import type { SequenceResult, SubmitOptions } from '../engine/client.js'
+import type { SequenceResult, SubmitOptions } from '../engine/types.js'
 import type { PromptEncoder } from '../model/tokenizer.js'
 
-/** The engine side of a model: `EngineClient`, or a fake in tests. */
-export interface ModelEngine {
+/** The HTTP thread's handle on a model's engine: `EngineClient`, or a fake in tests. */
+export interface EngineHandle {
   readonly ready: boolean
   /** Sequences accepted and not finished (for /readyz while draining). */
   readonly numInFlight?: number
@@ -23,7 +23,7 @@ export interface ServedModel {
   normalize: string
   maxInputTokens: number
   encoder: PromptEncoder
-  engine: ModelEngine
+  engine: EngineHandle
 }
 
 export type ServiceLimits = Pick<Config, 'maxTexts' | 'maxTextChars' | 'maxBodyBytes' | 'timeoutMs'>

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { BatchEngine } from '../../src/engine/engine.js'
-import type { EngineModel } from '../../src/engine/engine.js'
+import type { LoadedModel } from '../../src/engine/engine.js'
 import type { SequenceEvent } from '../../src/engine/protocol.js'
 import type { ForwardInputs, ForwardOutputs } from '../../src/model/session.js'
 
@@ -59,7 +59,7 @@ function model(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra')
   const fake = fakeForward(limit)
   // Tokens 5-8 spell a, b, c, d with a space; others spell nothing.
   const tokenBytes = Array.from({ length: V }, (_, id) => (id >= 5 && id <= 8 ? enc.encode(` ${'abcd'[id - 5]}`) : new Uint8Array(0)))
-  const m: EngineModel = {
+  const m: LoadedModel = {
     forward: fake.forward,
     shape: { numLayers: 1, numKvHeads: 1, headDim: 1 },
     vocabSize: V,
@@ -79,8 +79,8 @@ function model(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra')
 
 interface Outcome {
   events: string[]
+  /** The deltas, joined: the reasoning crosses only as deltas. */
   reasoning: string
-  deltas: string
   label: number
   scores: number[]
   reasoningTokens: number
@@ -90,15 +90,14 @@ async function runAll(engine: BatchEngine, prompts: Map<number, number[]>, cance
   const out = new Map<number, Outcome>()
   for (const [id, p] of prompts) {
     engine.enqueue(id, p)
-    out.set(id, { events: [], reasoning: '', deltas: '', label: -1, scores: [], reasoningTokens: -1 })
+    out.set(id, { events: [], reasoning: '', label: -1, scores: [], reasoningTokens: -1 })
   }
   const emit = (events: SequenceEvent[]) => {
     for (const e of events) {
       const o = out.get(e.id)!
       o.events.push(e.type)
-      if (e.type === 'token') o.deltas += e.delta
-      if (e.type === 'label') [o.label, o.scores] = [e.index, e.scores]
-      if (e.type === 'done') [o.reasoning, o.reasoningTokens] = [e.reasoning, e.usage.reasoning_tokens]
+      if (e.type === 'token') o.reasoning += e.delta
+      if (e.type === 'done') [o.label, o.scores, o.reasoningTokens] = [e.labelIndex, e.scores, e.numReasoningTokens]
     }
   }
   let step = 0
@@ -137,15 +136,14 @@ describe('BatchEngine', () => {
     }
   })
 
-  it('emits start, tokens, label, done in order; deltas join to the reasoning; eos/pad are masked', async () => {
+  it('emits start, tokens, done in order; deltas join to the whole reasoning; eos/pad are masked', async () => {
     const { model: m } = model()
     const out = await runAll(new BatchEngine(m, { maxBatch: 4, maxBatchTokens: 64 }), prompts)
     expect([...out.values()].filter((o) => o.reasoningTokens > 3).length).toBeGreaterThan(6)
     for (const o of out.values()) {
       expect(o.events[0]).toBe('start')
-      expect(o.events.slice(-2)).toEqual(['label', 'done'])
-      expect(o.events.slice(1, -2).every((e) => e === 'token')).toBe(true)
-      expect(o.deltas).toBe(o.reasoning)
+      expect(o.events.at(-1)).toBe('done')
+      expect(o.events.slice(1, -1).every((e) => e === 'token')).toBe(true)
       expect(o.reasoning).toMatch(/^([abcd]( [abcd])*)?$/)
       expect(o.reasoning.length).toBe(Math.max(0, 2 * o.reasoningTokens - 1))
       expect(o.scores.reduce((a, b) => a + b)).toBeCloseTo(1, 12)
@@ -157,7 +155,7 @@ describe('BatchEngine', () => {
     const out = await runAll(new BatchEngine(m, { maxBatch: 4, maxBatchTokens: 64 }), prompts)
     for (const o of out.values()) {
       expect(o.reasoningTokens).toBe(3)
-      expect(o.events.slice(-2)).toEqual(['label', 'done'])
+      expect(o.events.at(-1)).toBe('done')
     }
   })
 
@@ -166,7 +164,7 @@ describe('BatchEngine', () => {
     const qa = new Map([...prompts].map(([id, p]) => [id, [...p, SPECIALS.marker]]))
     const out = await runAll(new BatchEngine(m, { maxBatch: 64, maxBatchTokens: 4096 }), qa)
     for (const o of out.values()) {
-      expect(o.events).toEqual(['start', 'label', 'done'])
+      expect(o.events).toEqual(['start', 'done'])
       expect(o.reasoning).toBe('')
     }
     expect(calls.every((c) => c.pastLen === 0)).toBe(true)

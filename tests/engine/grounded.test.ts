@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { BatchEngine } from '../../src/engine/engine.js'
-import type { EngineModel } from '../../src/engine/engine.js'
-import { createEngineModel } from '../../src/engine/model-runtime.js'
+import type { LoadedModel } from '../../src/engine/engine.js'
+import { loadModel } from '../../src/engine/model-runtime.js'
 import type { SequenceEvent } from '../../src/engine/protocol.js'
 import { loadPackage } from '../../src/model/package.js'
 import type { ModelPackage } from '../../src/model/package.js'
@@ -32,12 +32,12 @@ const REAL = readFileSync('../shared/data/goemotions/validation.jsonl', 'utf8')
 const QUOTED = /"([^"]*)"/g
 
 let pkg: ModelPackage
-let model: EngineModel
+let model: LoadedModel
 let inputs: { text: string; normalized: string; ids: number[] }[]
 
 beforeAll(async () => {
   pkg = await loadPackage(QRA)
-  model = (await createEngineModel(pkg, 'cpu', 1)).model
+  model = (await loadModel(pkg, 'cpu', 1)).model
   inputs = [...ADVERSARIAL, ...REAL]
     .map((text) => ({ text, ...pkg.tokenizer.encoder.encode(text) }))
     .filter((x) => x.numTextTokens <= pkg.manifest.limits.max_input_tokens)
@@ -46,12 +46,12 @@ beforeAll(async () => {
 /** Runs every prompt through one engine; returns each reasoning, in input order. */
 async function reasonings(maxBatch: number): Promise<string[]> {
   const engine = new BatchEngine(model, { maxBatch, maxBatchTokens: 4096 })
-  const out: string[] = []
+  const out: string[] = inputs.map(() => '')
   inputs.forEach((x, i) => engine.enqueue(i, x.ids))
   const emit = (events: SequenceEvent[]) => {
     for (const e of events) {
       if (e.type === 'error') throw new Error(e.message)
-      if (e.type === 'done') out[e.id] = e.reasoning
+      if (e.type === 'token') out[e.id] += e.delta
     }
   }
   while (engine.hasWork()) await engine.step(emit)
@@ -92,11 +92,13 @@ describe(`grounded quoting with ${QRA}`, () => {
     for (const x of inputs.slice(0, 12)) {
       const engine = new BatchEngine(model, { maxBatch: 1, maxBatchTokens: 4096 })
       engine.enqueue(0, x.ids)
+      let reasoning = ''
       while (engine.hasWork()) {
         await engine.step((events) => {
-          for (const e of events) if (e.type === 'done') alone.push(e.reasoning)
+          for (const e of events) if (e.type === 'token') reasoning += e.delta
         })
       }
+      alone.push(reasoning)
     }
     expect(batched.slice(0, 12)).toEqual(alone)
   }, 120_000)

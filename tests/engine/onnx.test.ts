@@ -6,18 +6,18 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { KvCache } from '../../src/engine/kv-cache.js'
-import { createEngineModel } from '../../src/engine/model-runtime.js'
-import type { EngineModel } from '../../src/engine/engine.js'
+import { loadModel } from '../../src/engine/model-runtime.js'
+import type { LoadedModel } from '../../src/engine/engine.js'
 import { loadPackage } from '../../src/model/package.js'
 import type { ForwardInputs, ForwardOutputs } from '../../src/model/session.js'
 import { QRA } from '../support/service.js'
 
-let model: EngineModel
+let model: LoadedModel
 let prompts: number[][]
 
 beforeAll(async () => {
   const pkg = await loadPackage(QRA)
-  model = (await createEngineModel(pkg, 'cpu', 1)).model
+  model = (await loadModel(pkg, 'cpu', 1)).model
   prompts = ['i feel happy', 'i am so very angry at all of them today', 'scared'].map((t) => pkg.tokenizer.encoder.encode(t).ids)
 })
 

@@ -185,3 +185,11 @@ describe('operations', () => {
     expect(times[Math.floor(times.length / 2)]!).toBeLessThan(100)
   })
 })
+
+describe('crash drill', () => {
+  it('is off unless the service was started with it (a test-only hook)', async () => {
+    await expect(svc.engines[0]!.crashWorker()).rejects.toThrow(/without crashDrill/)
+    expect(svc.engines[0]!.numRestarts).toBe(0)
+    expect((await fetch(`${url}/readyz`)).status).toBe(200)
+  })
+})

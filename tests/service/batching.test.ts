@@ -19,7 +19,7 @@ const texts = readFileSync('../shared/data/emotion/validation.jsonl', 'utf8')
   .map((l) => (JSON.parse(l) as { text: string }).text)
 
 beforeAll(async () => {
-  svc = await startTestService({ models: [QRA], maxBatch: 64 })
+  svc = await startTestService({ models: [QRA], maxBatch: 64 }, undefined, { crashDrill: true })
   url = svc.url
 })
 afterAll(() => svc?.close())

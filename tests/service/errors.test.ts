@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { EngineError } from '../../src/engine/client.js'
+import { EngineError } from '../../src/engine/types.js'
 import { createApp } from '../../src/http/app.js'
 import type { ServedModel } from '../../src/http/service.js'
 import type { RunningService } from '../../src/server.js'

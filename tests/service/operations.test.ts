@@ -21,7 +21,7 @@ const { logger, lines } = captureLogger('trace')
 const auth = (key = KEY) => ({ authorization: `Bearer ${key}` })
 
 beforeAll(async () => {
-  svc = await startTestService({ models: [QRA], apiKeys: [KEY, KEY2], corsOrigins: [ORIGIN], maxBatch: 4, maxBatchTokens: 512 }, logger)
+  svc = await startTestService({ models: [QRA], apiKeys: [KEY, KEY2], corsOrigins: [ORIGIN], maxBatch: 4, maxBatchTokens: 512 }, logger, { crashDrill: true })
   url = svc.url
 })
 afterAll(() => svc?.close())
@@ -201,7 +201,7 @@ describe('/metrics', () => {
   })
 })
 
-describe('worker crash (killed through the crash hook while requests are in flight)', () => {
+describe('worker crash (killed through the test-only crash drill while requests are in flight)', () => {
   it('fails held requests with an error, /readyz reflects it, the worker restarts, service resumes, the metric counts it', async () => {
     const engine = svc.engines[0]!
     const restarts = metricValue(await metrics(), 'because_worker_restarts_total', MODEL)!

@@ -7,15 +7,15 @@ import type { Logger } from 'pino'
 import { parseConfig } from '../../src/config.js'
 import type { Config } from '../../src/config.js'
 import { startService } from '../../src/server.js'
-import type { RunningService } from '../../src/server.js'
+import type { RunningService, StartOptions } from '../../src/server.js'
 
 export const QRA = 'models/emotion-qra-natural'
 export const QA = 'models/emotion-qa-natural'
 export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
 
-export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger): Promise<RunningService> {
+export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger, opts: StartOptions = {}): Promise<RunningService> {
   const config = { ...parseConfig([], {}), port: 0, threads: 2, device: 'cpu' as const, ...overrides }
-  return startService(config, logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }))
+  return startService(config, logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), opts)
 }
 
 /** A JSON logger at `level` whose every line lands in `lines` (to check what logs hold). */

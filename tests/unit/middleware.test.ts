@@ -5,11 +5,10 @@
 import fc from 'fast-check'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, parseConfig } from '../../src/config.js'
+import { ConfigError, loadApiKeys, parseConfig } from '../../src/config.js'
 import { errorResponse, toApiError } from '../../src/http/errors.js'
 import { bearerAuth } from '../../src/http/middleware/auth.js'
 import { firstInvalidUtf8, strictJsonBody } from '../../src/http/middleware/json-body.js'
-import { loadApiKeys } from '../../src/server.js'
 
 function app(...mw: Parameters<Hono['use']>[1][]) {
   const a = new Hono()

@@ -1,6 +1,6 @@
 import { HTTPException } from 'hono/http-exception'
 import { describe, expect, it } from 'vitest'
-import { EngineError } from '../../src/engine/client.js'
+import { EngineError } from '../../src/engine/types.js'
 import { ApiError, ERROR_STATUS, toApiError } from '../../src/http/errors.js'
 import { planProviders } from '../../src/model/session.js'
 

@@ -1,31 +1,61 @@
 /**
+ * @module
  * Measures what keeping KV caches across decode steps costs, next to the model itself
  * (docs/engine.md records the numbers). Usage:
  *
- *   npx tsx src/engine/measure-kv.ts [model dir] [threads]
+ *   npx tsx bench/measure-kv.ts [--model DIR] [--threads N] [--texts PATH]
  *
  * For a batch of B rows with P cached positions each, one decode step is timed three ways:
  * - `forward`: the forward pass alone, inputs prepared in advance (the floor);
  * - `concat`: per-sequence caches (`[1, H, len, D]` each) copied into batch tensors before the
  *   pass and the present split back into per-sequence caches after it;
- * - `slots`: the batch buffer of kv-cache.ts fed as is, capacity rounded up to 8 slots, only the
- *   new position copied back (what the engine does).
+ * - `slots`: the batch buffer of src/engine/kv-cache.ts fed as is, capacity rounded up to 8
+ *   slots, only the new position copied back (what the engine does).
  * The three alternate round by round so that a busy machine slows all of them alike.
  *
- * Then the whole engine (no worker, no HTTP) on validation texts, 64 rows at most, for KV capacity
- * granularities 8, 16 and 32 slots (slack attended every step vs reallocations), alternating.
+ * Then the whole engine (no worker, no HTTP) on the first 192 texts of --texts, 64 rows at most,
+ * for KV capacity granularities 8, 16 and 32 slots (slack attended every step vs reallocations),
+ * alternating.
  */
-import { loadPackage } from '../model/package.js'
-import type { ForwardInputs } from '../model/session.js'
 import { readFileSync } from 'node:fs'
-import { BatchEngine } from './engine.js'
-import { KvCache } from './kv-cache.js'
-import { createEngineModel } from './model-runtime.js'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { BatchEngine } from '../src/engine/engine.js'
+import { KvCache } from '../src/engine/kv-cache.js'
+import { loadModel } from '../src/engine/model-runtime.js'
+import { loadPackage } from '../src/model/package.js'
+import type { ForwardInputs } from '../src/model/session.js'
+import { UsageError, parseFlags, parseTexts, positiveInt } from './lib/stats.js'
 
-const dir = process.argv[2] ?? 'models/emotion-qra-natural'
-const threads = Number(process.argv[3] ?? 2)
-const pkg = await loadPackage(dir, { verify: false })
-const { model } = await createEngineModel(pkg, 'cpu', threads)
+const USAGE = `usage: npx tsx bench/measure-kv.ts [options]
+
+  --model DIR    model package folder (default models/emotion-qra-natural)
+  --threads N    ONNX Runtime intra-op threads (default 2)
+  --texts PATH   texts for the engine runs (default ../shared/data/emotion/validation.jsonl)
+  --help         print this`
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const argv = process.argv.slice(2)
+if (argv.includes('--help')) {
+  console.log(USAGE)
+  process.exit(0)
+}
+let opts: { model: string; threads: number; texts: string }
+try {
+  const { values } = parseFlags(argv, ['--model', '--threads', '--texts'])
+  opts = {
+    model: values.get('--model') ?? 'models/emotion-qra-natural',
+    threads: values.has('--threads') ? positiveInt(values.get('--threads')!, '--threads') : 2,
+    texts: values.get('--texts') ?? '../shared/data/emotion/validation.jsonl',
+  }
+} catch (e) {
+  if (!(e instanceof UsageError)) throw e
+  process.stderr.write(`measure-kv: ${e.message}\n\n${USAGE}\n`)
+  process.exit(2)
+}
+const { threads } = opts
+const pkg = await loadPackage(resolve(ROOT, opts.model), { verify: false })
+const { model } = await loadModel(pkg, 'cpu', threads)
 const { numLayers: L, numKvHeads: H, headDim: D } = model.shape
 
 function rand(n: number): Float32Array {
@@ -134,11 +164,7 @@ for (const [B, P] of [
   await measure(B, P, B >= 32 ? 10 : 30)
 }
 
-const texts = readFileSync('../shared/data/emotion/validation.jsonl', 'utf8')
-  .trim()
-  .split('\n')
-  .slice(0, 192)
-  .map((l) => (JSON.parse(l) as { text: string }).text)
+const texts = parseTexts(readFileSync(resolve(ROOT, opts.texts), 'utf8')).slice(0, 192)
 const prompts = texts.map((t) => pkg.tokenizer.encoder.encode(t).ids)
 
 async function engineRun(granularity: number) {

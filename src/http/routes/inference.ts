@@ -1,0 +1,150 @@
+/**
+ * @module
+ * `POST /classify` and `POST /explain`: validate, submit to the model's engine, answer JSON or a
+ * stream of Server-Sent Events.
+ */
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi'
+import type { Context, MiddlewareHandler } from 'hono'
+import type { Logger } from 'pino'
+import type { SequenceResult } from '../../engine/types.js'
+import type { EncodedPrompt } from '../../model/tokenizer.js'
+import type { Metrics } from '../../obs/metrics.js'
+import { ApiError, toApiError } from '../errors.js'
+import { strictJsonBody } from '../middleware/json-body.js'
+import { ClassifyBatchResponse, ClassifyRequest, ClassifySingleResponse, ExplainRequest, ExplainResponse, SSE_DESCRIPTION } from '../schemas.js'
+import type { ServedModel, Service } from '../service.js'
+import { SseWriter } from '../sse.js'
+import { validateClassify, validateExplain } from '../validate.js'
+import type { ValidRequest } from '../validate.js'
+import { rejectInvalid } from '../validation-hook.js'
+import { UNAUTHORIZED, errorBody, jsonBody } from './responses.js'
+
+/** The error responses every inference route can give. */
+const inferenceErrors = {
+  400: errorBody('malformed_json: the body is not valid JSON, or not valid UTF-8.'),
+  401: UNAUTHORIZED,
+  413: errorBody('body_too_large: the body exceeds --max-body-bytes.'),
+  415: errorBody('unsupported_media_type: Content-Type is not application/json (or its charset is not utf-8).'),
+  422: errorBody(
+    'invalid_request, unknown_model, too_many_texts, text_too_long, text_empty: a field is invalid; the message names it (a control character other than tab, newline and carriage return in a text is invalid_request, with its index).',
+  ),
+  429: errorBody('queue_full: too many sequences in flight; retry after the Retry-After seconds.'),
+  500: errorBody('engine_failed: the inference worker failed while running the request (it restarts by itself).'),
+  503: errorBody('not_ready: the model is not loaded yet, or its worker is restarting; shutting_down: the server is draining after SIGTERM.'),
+  504: errorBody('deadline_exceeded: timeout_ms (or the server default) passed.'),
+}
+
+const classifyRoute = createRoute({
+  method: 'post',
+  path: '/classify',
+  summary: 'Classify one text or a batch of texts',
+  description: 'For each text: the reasoning the model wrote, then the label with a score for each of the six emotions.',
+  request: { body: { required: true, content: { 'application/json': { schema: ClassifyRequest } } } },
+  responses: {
+    200: jsonBody(z.union([ClassifySingleResponse, ClassifyBatchResponse]), 'With `text`: one result; with `texts`: `results` in input order.'),
+    ...inferenceErrors,
+  },
+})
+
+const explainRoute = createRoute({
+  method: 'post',
+  path: '/explain',
+  summary: 'Classify one text, streaming the reasoning',
+  description: 'With `Accept: text/event-stream`, Server-Sent Events as the model writes; otherwise the same result as JSON.',
+  request: { body: { required: true, content: { 'application/json': { schema: ExplainRequest } } } },
+  responses: {
+    200: {
+      description: 'The result (JSON), or the event stream.',
+      content: {
+        'application/json': { schema: ExplainResponse },
+        'text/event-stream': { schema: z.string().openapi({ description: SSE_DESCRIPTION }) },
+      },
+    },
+    ...inferenceErrors,
+  },
+})
+
+type Result = z.infer<typeof ClassifySingleResponse>
+
+/** One result; `input_tokens` counts the text's tokens (what max_input_tokens limits), as evaluate does. */
+function resultBody(model: ServedModel, prompt: EncodedPrompt, r: SequenceResult) {
+  return {
+    label: model.labels[r.labelIndex]! as Result['label'],
+    scores: Object.fromEntries(model.labels.map((l, k) => [l, r.scores[k]!])) as Result['scores'],
+    reasoning: r.reasoning,
+    usage: { input_tokens: prompt.numTextTokens, reasoning_tokens: r.numReasoningTokens },
+  }
+}
+
+function submit(valid: ValidRequest, c: Context, onDelta?: (index: number, delta: string) => void) {
+  // Sizes for the access log; never the texts themselves.
+  c.set('inference', {
+    model: valid.model.id,
+    texts: valid.prompts.length,
+    chars: valid.prompts.reduce((n, p) => n + p.normalized.length, 0),
+    tokens: valid.prompts.reduce((n, p) => n + p.numTextTokens, 0),
+  })
+  return valid.model.engine.submit(
+    valid.prompts.map((p) => p.ids),
+    { deadline: valid.deadline, signal: c.req.raw.signal, ...(onDelta ? { onDelta } : {}) },
+  )
+}
+
+/** After SIGTERM: no new inference (a load balancer retries elsewhere), and connections close. */
+const refuseWhileDraining = (service: Service): MiddlewareHandler =>
+  async function refuseWhileDraining(c, next) {
+    if (service.lifecycle?.draining) {
+      c.header('Connection', 'close')
+      throw new ApiError('shutting_down', 'the server is shutting down; retry on another instance', 1)
+    }
+    await next()
+  }
+
+export function inferenceRoutes({ service, logger, metrics }: { service: Service; logger: Logger; metrics?: Metrics | undefined }) {
+  const app = new OpenAPIHono()
+  for (const route of [classifyRoute, explainRoute]) app.use(route.path, refuseWhileDraining(service), strictJsonBody())
+
+  app.openapi(
+    classifyRoute,
+    async (c) => {
+      const valid = validateClassify(service.models, service.limits, c.req.valid('json'))
+      const results = await submit(valid, c)
+      const model = valid.model
+      if (valid.single) return c.json({ model: model.id, ...resultBody(model, valid.prompts[0]!, results[0]!) }, 200)
+      return c.json({ model: model.id, results: results.map((r, i) => resultBody(model, valid.prompts[i]!, r)) }, 200)
+    },
+    rejectInvalid(ClassifyRequest),
+  )
+
+  app.openapi(
+    explainRoute,
+    async (c) => {
+      const valid = validateExplain(service.models, service.limits, c.req.valid('json'))
+      const model = valid.model
+      if (!(c.req.header('accept') ?? '').includes('text/event-stream')) {
+        const [r] = await submit(valid, c)
+        return c.json({ model: model.id, ...resultBody(model, valid.prompts[0]!, r!), timings: r!.timings }, 200)
+      }
+      // Admission happens in submit() before the stream opens: a full queue is still a 429.
+      const sse = new SseWriter()
+      const pending = submit(valid, c, (_i, delta) => sse.send('reasoning', { delta }))
+      pending.catch(() => {}) // handled below, once the stream is open
+      return sse.respond(c, async () => {
+        try {
+          const [r] = await pending
+          const body = resultBody(model, valid.prompts[0]!, r!)
+          sse.send('label', { label: body.label, scores: body.scores })
+          sse.send('done', { model: model.id, reasoning: body.reasoning, usage: body.usage, timings: r!.timings })
+        } catch (e) {
+          const err = toApiError(e)
+          if (err.code !== 'client_closed_request') logger.warn({ req_id: c.get('requestId'), code: err.code }, 'stream failed')
+          metrics?.rejections.inc({ reason: err.code })
+          sse.send('error', err.toJSON())
+        }
+      }) as unknown as ReturnType<typeof c.json<z.infer<typeof ExplainResponse>, 200>>
+    },
+    rejectInvalid(ExplainRequest),
+  )
+
+  return app
+}
