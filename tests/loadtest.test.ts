@@ -41,6 +41,7 @@ import {
 import { SseParser } from '../loadtest/lib/sse.js'
 import { histogram, percentile, perSecond, summarize } from '../loadtest/lib/stats.js'
 import { isLoopbackUrl, parseTextsFile } from '../loadtest/run.js'
+import { required } from './support/required.js'
 
 // A stub of the k6 modules, so that the k6 scripts' logic runs here (k6 itself is not installed).
 const k6 = vi.hoisted(() => ({
@@ -232,13 +233,7 @@ describe('scenario file', () => {
   })
 
   it('ships its own sample texts, not rows of the training data', () => {
-    const data = join(ROOT, '../shared/data/emotion/train.jsonl')
-    let rows: Set<string>
-    try {
-      rows = new Set(parseTextsFile(readFileSync(data, 'utf8')))
-    } catch {
-      return // the data is not on this machine
-    }
+    const rows = new Set(parseTextsFile(readFileSync(required('shared data', join(ROOT, '../shared/data/emotion/train.jsonl')), 'utf8')))
     for (const t of file.texts) expect(rows.has(t), t).toBe(false)
   })
 })

@@ -20,7 +20,7 @@ export interface RealService {
 
 /** Why the real service cannot be started from this checkout, or null when it can. */
 export function realServiceMissing(): string | null {
-  return existsSync(MAIN) ? null : 'src/main.ts does not exist yet'
+  return existsSync(MAIN) ? null : 'src/main.ts is missing from this checkout'
 }
 
 async function freePort(): Promise<number> {

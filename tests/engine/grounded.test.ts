@@ -13,6 +13,7 @@ import { loadModel } from '../../src/engine/model-runtime.js'
 import type { SequenceEvent } from '../../src/engine/protocol.js'
 import { loadPackage } from '../../src/model/package.js'
 import type { ModelPackage } from '../../src/model/package.js'
+import { required } from '../support/required.js'
 import { QRA } from '../support/service.js'
 
 const ADVERSARIAL = [
@@ -23,7 +24,7 @@ const ADVERSARIAL = [
   '😊😊😊',
   '🙂',
 ]
-const REAL = readFileSync('../shared/data/goemotions/validation.jsonl', 'utf8')
+const REAL = readFileSync(required('shared data', '../shared/data/goemotions/validation.jsonl'), 'utf8')
   .trim()
   .split('\n')
   .slice(0, 50)

@@ -205,6 +205,7 @@ describe('worker crash (killed through the test-only crash drill while requests 
   it('fails held requests with an error, /readyz reflects it, the worker restarts, service resumes, the metric counts it', async () => {
     const engine = svc.engines[0]!
     const restarts = metricValue(await metrics(), 'because_worker_restarts_total', MODEL)!
+    const numRestarts = engine.numRestarts
     // 40 sequences through 4 rows: most of them are held when the worker dies.
     const batch = post(`${url}/classify`, { texts: Array.from({ length: 40 }, (_, i) => `i am angry about thing ${i}`) }, auth())
     const stream = await post(`${url}/explain`, { text: 'i am so lonely without my friends' }, { ...auth(), accept: 'text/event-stream' })
@@ -218,6 +219,7 @@ describe('worker crash (killed through the test-only crash drill while requests 
     const events = await readSse(stream)
     expect(events.at(-1)).toMatchObject({ event: 'error', data: { error: { code: 'engine_failed' } } })
 
+    expect(engine.ready).toBe(false)
     const ready = await fetch(`${url}/readyz`)
     expect(ready.status).toBe(503)
     expect(((await ready.json()) as { error: { code: string } }).error.code).toBe('not_ready')
@@ -227,6 +229,8 @@ describe('worker crash (killed through the test-only crash drill while requests 
     expect(metricValue(await metrics(), 'because_worker_up', MODEL)).toBe(0)
 
     await until('the restarted worker', async () => (await fetch(`${url}/readyz`)).status === 200, 30_000)
+    expect(engine.ready).toBe(true)
+    expect(engine.numRestarts).toBe(numRestarts + 1)
     const again = await post(`${url}/classify`, { text: 'i am so happy today' }, auth())
     expect(again.status).toBe(200)
     expectValidResult((await again.json()) as Result)
