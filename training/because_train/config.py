@@ -112,7 +112,6 @@ class TrainConfig:
 
 @dataclass
 class ExportConfig:
-    quantize: bool = False
     opset: int = 17
 
 
@@ -144,11 +143,18 @@ class Config:
 
 LIST_ITEMS: dict[str, type] = {"sources": SourceConfig}
 
+# Keys that were removed, and why: a config that still sets one stops with the reason.
+REMOVED: dict[str, str] = {
+    "config.export.quantize": "int8 export is not supported yet (the service loads float32 packages only)",
+}
+
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        if f"{where}.{key}" in REMOVED:
+            raise ValueError(f"{where}.{key}: {REMOVED[f'{where}.{key}']}; remove the key")
         if key not in known:
             raise ValueError(f"{where}: unknown key '{key}'; known: {', '.join(known)}")
         default = getattr(cls(), key)

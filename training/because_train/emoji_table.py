@@ -10,6 +10,7 @@ import json
 import sys
 import unicodedata
 
+from because_train import log
 from because_train.normalize import EMOJI_TABLE
 
 RANGES = ((0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
@@ -56,7 +57,7 @@ def main() -> int:
     EMOJI_TABLE.write_text(
         json.dumps(build(), ensure_ascii=False, indent=0, sort_keys=True) + "\n", encoding="utf-8"
     )
-    print(f"wrote {EMOJI_TABLE}", file=sys.stderr)
+    log(f"wrote {EMOJI_TABLE}")
     return 0
 
 

@@ -2,11 +2,11 @@
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from because_train import log
 from because_train.data import load_labelled
 from because_train.decode import Decoded, decode_batch
 from because_train.metrics import classification_metrics, expected_calibration_error, quoted_phrases
@@ -52,11 +52,7 @@ def predict(
         )
         out.update(zip(idx, decoded, strict=True))
         if progress:
-            print(
-                f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)",
-                file=sys.stderr,
-                flush=True,
-            )
+            log(f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)")
     return [(out[i], len(text_ids[i])) for i in range(len(texts))]
 
 
@@ -163,7 +159,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded
         )
     except (PackageError, ValueError, OSError) as e:
-        print(f"evaluate: {e}", file=sys.stderr)
+        log(f"evaluate: {e}")
         return 1
     labels = pkg.manifest["labels"]
     print(

@@ -7,7 +7,6 @@ the KV cache against one full forward pass.
 
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,20 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from because_train import LABELS
+from because_train import LABELS, log
 from because_train.calibrate import calibrate
 from because_train.config import Config, as_dict
 from because_train.metrics import classification_metrics
 from because_train.normalize import EMOJI_TABLE
 from because_train.provenance import code_commit, sha256_file
 from because_train.runtime import KVWrapper, empty_past, onnx_forward, onnx_session
+from because_train.sequences import PromptSpec
 
 TOLERANCE = 1e-4
 SLICE = 200  # float32 logits of order 10; ONNX Runtime fuses ops in another order than PyTorch
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def export_onnx(model: Any, path: Path, opset: int) -> None:
@@ -140,13 +136,8 @@ def parity_check(model: Any, onnx_path: Path, prompts: list[list[int]], pad: int
     return diffs
 
 
-def quantize(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-
-
 def export(config: Config, kind: str) -> Path:
+    """Writes the package of one trained kind into `models_dir`; returns its folder."""
     from because_train.evaluate import confusion_png
     from because_train.package import load_package
     from because_train.train import load_trained
@@ -161,24 +152,49 @@ def export(config: Config, kind: str) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    cfg = model.config
-    tmp = config.run / kind / "model.fp32.onnx"
-    export_onnx(model, tmp, config.export.opset)
+    parity = write_onnx(config, kind, model, spec, out)
+    log(f"export {package_id}: parity {parity}")
+    write_model_files(config, model, spec, out)
+    manifest = build_manifest(config, kind, package_id, model, spec, ckpt, parity)
+    _write_manifest(out, manifest)
+    per_source, pooled_rows = evaluate_sources(config, load_package(out))
+    pooled = add_metrics(config, manifest, per_source, pooled_rows)
+    cal = add_calibration(config, manifest, per_source, pooled_rows)
+    confusion_png(
+        pooled, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation"
+    )
+    _write_card(config, out, manifest)
+    summary = ", ".join(
+        f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
+        for n, m in per_source.items()
+    )
+    log(f"export {package_id}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
+    return out
+
+
+def write_onnx(config: Config, kind: str, model: Any, spec: PromptSpec, out: Path) -> dict[str, float]:
+    """model.onnx: traced into the run folder, checked against PyTorch, then copied into the package.
+    Returns the parity check's differences."""
+    traced = config.run / kind / "model.fp32.onnx"
+    export_onnx(model, traced, config.export.opset)
     prompts = [
         spec.prompt_ids(spec.text_ids(t))
         for t in ("i feel so happy today", "i am scared", "why would he do that to me i am furious")
     ]
-    parity = parity_check(model, tmp, prompts, spec.specials["pad"])
-    log(f"export {package_id}: parity {parity}")
-    if config.export.quantize:
-        quantize(tmp, out / "model.onnx")
-    else:
-        shutil.copy(tmp, out / "model.onnx")
+    parity = parity_check(model, traced, prompts, spec.specials["pad"])
+    shutil.copy(traced, out / "model.onnx")
+    return parity
+
+
+def write_model_files(config: Config, model: Any, spec: PromptSpec, out: Path) -> None:
+    """The files the service reads beside model.onnx: tokenizer, emoji table (natural-v1),
+    config.json and generation_config.json."""
     tok_dir = config.run / "tokenizer"
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tok_dir / name, out / name)
     if spec.normalize == "natural-v1":
         shutil.copy(EMOJI_TABLE, out / "emoji.json")  # the service normalises with the same table
+    cfg = model.config
     cfg.architectures = [type(model).__name__]
     cfg.use_cache = True
     cfg.save_pretrained(out)  # config.json
@@ -190,9 +206,20 @@ def export(config: Config, kind: str) -> Path:
         "max_new_tokens": config.model.max_reasoning_tokens + 2,
     }
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    rgen_prov = json.loads((config.run / "rgen" / "provenance.json").read_text())
-    manifest: dict[str, Any] = {
+
+
+def build_manifest(
+    config: Config,
+    kind: str,
+    package_id: str,
+    model: Any,
+    spec: PromptSpec,
+    ckpt: dict[str, Any],
+    parity: dict[str, float],
+) -> dict[str, Any]:
+    """manifest.json (docs/model-package.md) before the metrics, the calibration and the file hashes."""
+    cfg = model.config
+    return {
         "schema_version": 1,
         "id": package_id,
         "kind": kind,
@@ -216,58 +243,72 @@ def export(config: Config, kind: str) -> Path:
             "num_layers": cfg.num_hidden_layers,
             "num_attention_heads": cfg.num_attention_heads,
             "num_kv_heads": cfg.num_key_value_heads,
-            "head_dim": head_dim,
+            "head_dim": cfg.hidden_size // cfg.num_attention_heads,
             "hidden_size": cfg.hidden_size,
             "vocab_size": cfg.vocab_size,
             "max_position_embeddings": cfg.max_position_embeddings,
             "parameters": int(sum(p.numel() for p in model.parameters())),
-            "dtype": "int8-dynamic" if config.export.quantize else "float32",
+            "dtype": "float32",  # the only dtype the service loads
             "opset": config.export.opset,
         },
-        "provenance": {
-            "data": {
-                (split if src.name == "data" else f"{src.name}_{split}"): {
-                    "path": getattr(src, split),
-                    "sha256": sha256_file(config.path(getattr(src, split))),
-                }
-                for src in config.data.all_sources()
-                for split in ("train", "validation")
-                if getattr(src, split) and not getattr(src, split).startswith("hub:")
-            },
-            "sources": [
-                {
-                    "name": src.name,
-                    "weight": src.weight,
-                    "validation": src.validation or f"{src.validation_share:.0%} of train, seeded hash",
-                    "mapping": src.mapping,
-                }
-                for src in config.data.all_sources()
-            ],
-            "data_counts": json.loads((config.run / "data" / "provenance.json").read_text())["settings"].get(
-                "counts", {}
-            ),
-            "rgen": {
-                "backend": rgen_prov["settings"]["backend"],
-                "stats": rgen_prov["settings"].get("stats", {}),
-            },
-            "base_model": config.model.base,
-            "seed": config.seed,
-            "code_commit": code_commit(),
-            "best_epoch": ckpt["epoch"],
-            "training_history": json.loads((config.run / kind / "history.json").read_text())["history"],
-            "parity": parity,
-            "config": as_dict(config),
-        },
+        "provenance": build_provenance(config, kind, ckpt, parity),
         "metrics": {},
         "files": {},
     }
-    _write_manifest(out, manifest)
-    pkg = load_package(out)
-    per_source, pooled_rows = evaluate_sources(config, pkg)
+
+
+def build_provenance(
+    config: Config, kind: str, ckpt: dict[str, Any], parity: dict[str, float]
+) -> dict[str, Any]:
+    """The manifest's `provenance`: data files and their hashes, sources, R-Gen, training history, config."""
+    rgen_prov = json.loads((config.run / "rgen" / "provenance.json").read_text())
+    data_prov = json.loads((config.run / "data" / "provenance.json").read_text())
+    return {
+        "data": {
+            (split if src.name == "data" else f"{src.name}_{split}"): {
+                "path": getattr(src, split),
+                "sha256": sha256_file(config.path(getattr(src, split))),
+            }
+            for src in config.data.all_sources()
+            for split in ("train", "validation")
+            if getattr(src, split) and not getattr(src, split).startswith("hub:")
+        },
+        "sources": [
+            {
+                "name": src.name,
+                "weight": src.weight,
+                "validation": src.validation or f"{src.validation_share:.0%} of train, seeded hash",
+                "mapping": src.mapping,
+            }
+            for src in config.data.all_sources()
+        ],
+        "data_counts": data_prov["settings"].get("counts", {}),
+        "rgen": {
+            "backend": rgen_prov["settings"]["backend"],
+            "stats": rgen_prov["settings"].get("stats", {}),
+        },
+        "base_model": config.model.base,
+        "seed": config.seed,
+        "code_commit": code_commit(),
+        "best_epoch": ckpt["epoch"],
+        "training_history": json.loads((config.run / kind / "history.json").read_text())["history"],
+        "parity": parity,
+        "config": as_dict(config),
+    }
+
+
+def add_metrics(
+    config: Config,
+    manifest: dict[str, Any],
+    per_source: dict[str, dict[str, Any]],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The manifest's validation metrics: pooled, per source, and on the first source's first rows.
+    Returns the pooled ones."""
     labels = list(LABELS)
     pooled = classification_metrics(
-        [labels.index(r["label"]) for r in pooled_rows],
-        [labels.index(r["pred"]) for r in pooled_rows],
+        [labels.index(r["label"]) for r in rows],
+        [labels.index(r["pred"]) for r in rows],
         labels,
     )
     manifest["metrics"]["validation"] = {
@@ -276,10 +317,31 @@ def export(config: Config, kind: str) -> Path:
         "sources": sorted(per_source),
     }
     manifest["metrics"]["per_source"] = per_source
+    first_source = config.data.all_sources()[0]
+    first = [r for r in rows if r["source"] == first_source.name][:SLICE]
+    # The first rows of the same run: a test re-evaluates them (minutes cheaper than the whole split).
+    manifest["metrics"]["validation_first_rows"] = {
+        "n": len(first),
+        "accuracy": sum(p["pred"] == p["label"] for p in first) / len(first),
+        "source": first_source.name,
+        "data": first_source.validation or str(config.run / "data" / f"validation-{first_source.name}.jsonl"),
+    }
+    return pooled
+
+
+def add_calibration(
+    config: Config,
+    manifest: dict[str, Any],
+    per_source: dict[str, dict[str, Any]],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A temperature fitted on the validation rows (every source weighing alike) into the manifest,
+    and each source's calibration error before and after it into its metrics. Returns the calibration."""
+    labels = list(LABELS)
     cal = calibrate(
         {
-            name: ([r["label_logits"] for r in rows], [labels.index(r["label"]) for r in rows])
-            for name, rows in _by_source(pooled_rows).items()
+            name: ([r["label_logits"] for r in src_rows], [labels.index(r["label"]) for r in src_rows])
+            for name, src_rows in _by_source(rows).items()
         },
         config.seed,
     )
@@ -292,25 +354,7 @@ def export(config: Config, kind: str) -> Path:
             mean_top_score=c["mean_top_score"],
             mean_top_score_uncalibrated=c["mean_top_score_uncalibrated"],
         )
-    first_source = config.data.all_sources()[0]
-    first = [r for r in pooled_rows if r["source"] == first_source.name][:SLICE]
-    # The first rows of the same run: a test re-evaluates them (minutes cheaper than the whole split).
-    manifest["metrics"]["validation_first_rows"] = {
-        "n": len(first),
-        "accuracy": sum(p["pred"] == p["label"] for p in first) / len(first),
-        "source": first_source.name,
-        "data": first_source.validation or str(config.run / "data" / f"validation-{first_source.name}.jsonl"),
-    }
-    confusion_png(
-        pooled, labels, config.run / kind / "confusion-validation.png", f"{package_id} on validation"
-    )
-    _write_card(config, out, manifest)
-    summary = ", ".join(
-        f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
-        for n, m in per_source.items()
-    )
-    log(f"export {package_id}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
-    return out
+    return cal
 
 
 def _by_source(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

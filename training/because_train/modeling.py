@@ -1,5 +1,10 @@
-"""Building the classifier: a Llama trained from scratch, or a hub model adapted with LoRA."""
+"""Building and training models: a Llama trained from scratch, or a hub model adapted with LoRA.
 
+Shared by the classifier (train.py) and the llm R-Gen backend (rgen/llm.py).
+"""
+
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,20 +21,22 @@ class ScratchSize:
     intermediate: int
 
 
-SIZES = {
-    "micro": ScratchSize(hidden=64, layers=2, heads=2, kv_heads=1, intermediate=192),  # tests
+# Every `scratch:<name>` base, the classifier's (model.base) and the llm R-Gen's (rgen.llm.base).
+SCRATCH_SIZES = {
+    "micro": ScratchSize(hidden=64, layers=2, heads=2, kv_heads=1, intermediate=192),  # tests, CPU smoke runs
     "tiny": ScratchSize(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=768),  # ~4M parameters
     "small": ScratchSize(hidden=384, layers=6, heads=6, kv_heads=2, intermediate=1152),
 }
 
 
-def scratch_size(base: str) -> ScratchSize | None:
+def scratch_size(base: str, setting: str = "model.base") -> ScratchSize | None:
+    """The size a `scratch:<name>` base names; None for a hub model. `setting` is its config key."""
     if not base.startswith("scratch:"):
         return None
     name = base.split(":", 1)[1]
-    if name not in SIZES:
-        raise ValueError(f"unknown scratch size {name!r}; known: {', '.join(SIZES)}")
-    return SIZES[name]
+    if name not in SCRATCH_SIZES:
+        raise ValueError(f"{setting}: unknown scratch size {name!r}; known: {', '.join(SCRATCH_SIZES)}")
+    return SCRATCH_SIZES[name]
 
 
 def build_scratch(
@@ -52,11 +59,14 @@ def build_scratch(
     return LlamaForCausalLM(config)
 
 
-def build_lora(base: str, vocab_size: int, r: int, dtype: torch.dtype, new_token_ids: list[int]) -> Any:
+def build_lora(
+    base: str, r: int, dtype: torch.dtype, vocab_size: int = 0, new_token_ids: Sequence[int] | None = None
+) -> Any:
     """A hub causal LM with LoRA adapters on every linear layer but the output head.
 
-    The rows of the tokens this project added (separator, marker) are trained in the input
-    embedding and, where the model does not tie them, in the output head: no other row changes.
+    The embedding grows to `vocab_size` rows where it has fewer. The rows of `new_token_ids` (the
+    tokens the classifier adds: separator, marker) are trained in the input embedding and, where the
+    model does not tie them, in the output head: no other row changes.
     """
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -64,11 +74,13 @@ def build_lora(base: str, vocab_size: int, r: int, dtype: torch.dtype, new_token
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     if model.get_input_embeddings().weight.shape[0] < vocab_size:
         model.resize_token_embeddings(vocab_size)
-    names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
-    tokens = {names[id(model.get_input_embeddings())]: new_token_ids}
-    head = model.get_output_embeddings()
-    if head is not None and head.weight is not model.get_input_embeddings().weight:
-        tokens[names[id(head)]] = new_token_ids
+    tokens: dict[str, list[int]] | None = None
+    if new_token_ids is not None:
+        names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+        tokens = {names[id(model.get_input_embeddings())]: list(new_token_ids)}
+        head = model.get_output_embeddings()
+        if head is not None and head.weight is not model.get_input_embeddings().weight:
+            tokens[names[id(head)]] = list(new_token_ids)
     lora = LoraConfig(
         r=r,
         lora_alpha=2 * r,
@@ -78,6 +90,15 @@ def build_lora(base: str, vocab_size: int, r: int, dtype: torch.dtype, new_token
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
+
+
+def cosine_lr(step: int, total: int, lr: float, min_lr: float, warmup: int) -> float:
+    """The learning rate at `step` of `total`: 1) linear warmup to `lr` over `warmup` steps,
+    2) cosine decay to `min_lr` at `total`, 3) `min_lr` after it."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

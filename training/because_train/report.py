@@ -4,11 +4,10 @@ Beside them, a TF-IDF + logistic-regression classifier trained on the same train
 the same way) and scored on the same validation rows: the line a small neural model has to clear.
 """
 
-import sys
 from pathlib import Path
 from typing import Any
 
-from because_train import LABELS
+from because_train import LABELS, log
 from because_train.config import Config
 from because_train.data import read_jsonl
 from because_train.metrics import classification_metrics
@@ -107,7 +106,7 @@ def report(config: Config, out_dir: Path | None = None) -> Path:
     ]
     (out_dir / "report.md").write_text("\n".join(lines))
     _figure(rows, baseline, out_dir / "report.png")
-    print(f"report: {out_dir / 'report.md'}", file=sys.stderr)
+    log(f"report: {out_dir / 'report.md'}")
     return out_dir / "report.md"
 
 

@@ -2,12 +2,11 @@
 
 import dataclasses
 import hashlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from because_train import LABELS
+from because_train import LABELS, log
 from because_train.config import Config, SourceConfig, as_dict
 from because_train.data import DataError, LoadCounts, Row, load_labelled, read_jsonl, write_jsonl
 from because_train.normalize import lower_alnum_v1, normalize
@@ -15,10 +14,6 @@ from because_train.provenance import write_provenance
 from because_train.rgen import ReasoningGenerator, RgenItem
 
 SPLITS = ("train", "validation")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _inputs(config: Config) -> dict[str, str | Path]:

@@ -7,7 +7,6 @@ the same greedy decoding the service runs, and keeps the best epoch in best.pt.
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from because_train import LABELS
+from because_train import LABELS, log
 from because_train.config import Config, as_dict
 from because_train.data import read_jsonl
 from because_train.decode import decode_batch
@@ -25,6 +24,7 @@ from because_train.metrics import classification_metrics
 from because_train.modeling import (
     build_lora,
     build_scratch,
+    cosine_lr,
     count_parameters,
     load_trainable,
     pick_device,
@@ -46,10 +46,6 @@ from because_train.tokenizer import (
 )
 
 LABEL_TEXTS = [" " + label for label in LABELS]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def build_tokenizer(config: Config, augmented: Path) -> Path:
@@ -166,14 +162,6 @@ def collate(
     return ids, mask, w
 
 
-def lr_at(step: int, total: int, config: Config) -> float:
-    t = config.train
-    if step < t.warmup_steps:
-        return t.lr * (step + 1) / t.warmup_steps
-    progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
-    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * progress))
-
-
 def evaluate_model(
     model: Any, spec: PromptSpec, examples: list[Example], kind: str, config: Config, device: torch.device
 ) -> dict[str, Any]:
@@ -216,40 +204,163 @@ def evaluate_model(
     return metrics
 
 
-def train(config: Config, kind: str, augmented: Path) -> Path:
-    """Trains one kind; returns its output folder holding best.pt and history.json."""
-    assert kind in ("qra", "qa")
-    out = config.run / kind
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    try:
-        device = pick_device(config.train.device)
-    except (ValueError, RuntimeError) as e:
-        raise SystemExit(str(e)) from None
-    size = scratch_size(config.model.base)
-    tokenizer_dir = build_tokenizer(config, augmented)
-    spec = prompt_spec(config, tokenizer_dir)
+def load_examples(
+    config: Config, spec: PromptSpec, kind: str, augmented: Path
+) -> tuple[list[Example], list[Example]]:
+    """Training and validation examples; validation cut to its first `train.eval_limit` rows where set."""
     train_rows = read_jsonl(augmented / "train.jsonl")
     val_rows = read_jsonl(augmented / "validation.jsonl")
     if config.train.eval_limit:
         val_rows = val_rows[: config.train.eval_limit]
-    train_ex = make_examples(spec, train_rows, kind, config.model.max_input_tokens)
-    val_ex = make_examples(spec, val_rows, kind, config.model.max_input_tokens)
-    max_len = max(len(e.ids) for e in train_ex)
+    max_input = config.model.max_input_tokens
+    return make_examples(spec, train_rows, kind, max_input), make_examples(spec, val_rows, kind, max_input)
+
+
+def build_model(
+    config: Config, spec: PromptSpec, tokenizer_dir: Path, max_len: int, device: torch.device
+) -> tuple[Any, dict[str, Any] | None]:
+    """The model to train, and for a hub base what `load_trained` needs to rebuild it (None: scratch)."""
     vocab = spec.tokenizer.get_vocab_size()
+    size = scratch_size(config.model.base)
     if size is not None:
-        model = build_scratch(size, vocab, spec.specials, 2 * max(256, max_len))
-        hub: dict[str, Any] | None = None
-    else:
-        hub = {
-            "base": config.model.base,
-            "vocab_size": vocab,
-            "lora_r": config.model.lora_r,
-            "added_ids": load_specials(tokenizer_dir)["added_ids"],
-        }
-        model = build_lora(hub["base"], vocab, hub["lora_r"], weights_dtype(device), hub["added_ids"])
+        return build_scratch(size, vocab, spec.specials, 2 * max(256, max_len)), None
+    hub = {
+        "base": config.model.base,
+        "vocab_size": vocab,
+        "lora_r": config.model.lora_r,
+        "added_ids": load_specials(tokenizer_dir)["added_ids"],
+    }
+    model = build_lora(hub["base"], hub["lora_r"], weights_dtype(device), vocab, hub["added_ids"])
+    return model, hub
+
+
+def loss_weights(config: Config) -> dict[int, float]:
+    """The loss weight of each token role (sequences.py); the prompt is never a target."""
+    t = config.train
+    return {
+        PROMPT: 0.0,
+        TEXT: t.text_loss_weight,
+        REASONING: t.reasoning_loss_weight,
+        LABEL: t.label_loss_weight,
+    }
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: Config) -> torch.optim.AdamW:
+    """AdamW; weight decay on the matrices only, not on norms and biases."""
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.train.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.train.lr,
+        betas=(0.9, 0.98),
+    )
+
+
+def resume(
+    last: Path, model: Any, opt: torch.optim.Optimizer, config: Config, kind: str, device: torch.device
+) -> tuple[dict[str, Any], np.random.Generator]:
+    """The training state and data-order rng after the last finished epoch (last.pt), or fresh ones."""
+    if not last.exists():
+        state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "history": []}
+        return state, np.random.default_rng(config.seed)
+    ckpt = torch.load(last, map_location=device, weights_only=False)
+    load_trainable(model, ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    state = ckpt["state"]
+    log(
+        f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})"
+    )
+    return state, np.random.default_rng(config.seed + state["epoch"])
+
+
+def train_step(
+    model: Any,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    ids: torch.Tensor,  # (B, T) token ids, right-padded
+    mask: torch.Tensor,  # (B, T) 1 on real tokens
+    w: torch.Tensor,  # (B, T) loss weight of each token as a target
+    lr: float,
+) -> float:
+    """One optimiser step at learning rate `lr` on the weighted next-token loss; returns the loss."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (B, T-1, vocab)
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none"
+    )
+    tw = w[:, 1:].reshape(-1)
+    loss = (ce * tw).sum() / tw.sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss.item()
+
+
+def epoch_record(epoch: int, metrics: dict[str, Any], train_s: float, eval_s: float) -> dict[str, Any]:
+    """One epoch's line of history.json (and of the manifest's training history)."""
+    return {
+        "epoch": epoch,
+        "train_seconds": round(train_s, 1),
+        "eval_seconds": round(eval_s, 1),
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "selection": metrics["selection"],
+        "per_source": {
+            src: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
+            for src, m in metrics["per_source"].items()
+        },
+        "forced_marker": metrics["forced_marker"],
+    }
+
+
+def save_epoch(
+    out: Path,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    metrics: dict[str, Any],
+    hub: dict[str, Any] | None,
+) -> None:
+    """best.pt when this epoch's selection score is the best so far; last.pt and history.json always."""
+    weights_now = trainable_state(model)
+    if metrics["selection"] > state["best"]:
+        state["best"], state["best_epoch"] = metrics["selection"], state["epoch"]
+        torch.save(
+            {
+                "model": weights_now,
+                "config": model.config.to_dict(),
+                "hub": hub,
+                "epoch": state["epoch"],
+                "metrics": metrics,
+            },
+            out / "best.pt",
+        )
+    torch.save({"model": weights_now, "optimizer": opt.state_dict(), "state": state}, out / "last.pt")
+    (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def train(config: Config, kind: str, augmented: Path) -> Path:
+    """Trains one kind; returns its output folder holding best.pt and history.json."""
+    assert kind in ("qra", "qa")
+    t = config.train
+    out = config.run / kind
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    try:
+        device = pick_device(t.device)
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(str(e)) from None
+    tokenizer_dir = build_tokenizer(config, augmented)
+    spec = prompt_spec(config, tokenizer_dir)
+    train_ex, val_ex = load_examples(config, spec, kind, augmented)
+    model, hub = build_model(config, spec, tokenizer_dir, max(len(e.ids) for e in train_ex), device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     log(
@@ -258,86 +369,34 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         f"{len(train_ex)} train / {len(val_ex)} validation rows, "
         f"{sum(len(e.ids) for e in train_ex) / len(train_ex):.1f} tokens a row, device {device}"
     )
-    weights = {
-        PROMPT: 0.0,
-        TEXT: config.train.text_loss_weight,
-        REASONING: config.train.reasoning_loss_weight,
-        LABEL: config.train.label_loss_weight,
-    }
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.train.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.train.lr,
-        betas=(0.9, 0.98),
-    )
-    rng = np.random.default_rng(config.seed)
+    weights = loss_weights(config)
+    opt = make_optimizer(params, config)
     # Bucketing chunks are whole multiples of the batch size, so it adds no batches.
-    steps_per_epoch = math.ceil(expected_draws(train_ex) / config.train.batch_size)
-    total = steps_per_epoch * config.train.epochs
-    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "history": []}
-    last = out / "last.pt"
-    if last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        load_trainable(model, ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        state = ckpt["state"]
-        rng = np.random.default_rng(config.seed + state["epoch"])
-        log(
-            f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})"
-        )
+    steps_per_epoch = math.ceil(expected_draws(train_ex) / t.batch_size)
+    total = steps_per_epoch * t.epochs
+    state, rng = resume(out / "last.pt", model, opt, config, kind, device)
     model.train()
-    while (
-        state["epoch"] < config.train.epochs
-        and state["epoch"] - state["best_epoch"] < config.train.patience + 1
-    ):
+    while state["epoch"] < t.epochs and state["epoch"] - state["best_epoch"] < t.patience + 1:
         epoch = state["epoch"] + 1
-        plan = batches(train_ex, config.train.batch_size, rng)
+        plan = batches(train_ex, t.batch_size, rng)
         t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
         for k, idx in enumerate(plan):
-            ids, mask, w = collate(train_ex, idx, spec.specials["pad"], weights)
-            ids, mask, w = ids.to(device), mask.to(device), w.to(device)
-            lr = lr_at(state["step"], total, config)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-            ce = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none"
-            )
-            tw = w[:, 1:].reshape(-1)
-            loss = (ce * tw).sum() / tw.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            ids, mask, w = (x.to(device) for x in collate(train_ex, idx, spec.specials["pad"], weights))
+            lr = cosine_lr(state["step"], total, t.lr, t.min_lr, t.warmup_steps)
+            loss = train_step(model, opt, params, ids, mask, w, lr)
             state["step"] += 1
             tokens += int(mask.sum())
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+            loss_sum, loss_n = loss_sum + loss, loss_n + 1
             if (k + 1) % 50 == 0 or k + 1 == len(plan):
                 el = time.time() - t0
                 log(
-                    f"[{kind}] epoch {epoch}/{config.train.epochs} step {k + 1}/{len(plan)} loss {loss_sum / loss_n:.4f} "
+                    f"[{kind}] epoch {epoch}/{t.epochs} step {k + 1}/{len(plan)} loss {loss_sum / loss_n:.4f} "
                     f"lr {lr:.2e} {tokens / el:,.0f} tok/s eta {el / (k + 1) * (len(plan) - k - 1):.0f}s"
                 )
                 loss_sum, loss_n = 0.0, 0
         t1 = time.time()
         metrics = evaluate_model(model, spec, val_ex, kind, config, device)
-        record = {
-            "epoch": epoch,
-            "train_seconds": round(t1 - t0, 1),
-            "eval_seconds": round(time.time() - t1, 1),
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
-            "selection": metrics["selection"],
-            "per_source": {
-                src: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
-                for src, m in metrics["per_source"].items()
-            },
-            "forced_marker": metrics["forced_marker"],
-        }
+        record = epoch_record(epoch, metrics, t1 - t0, time.time() - t1)
         state["history"].append(record)
         by_source = ", ".join(f"{src} {m['accuracy']:.4f}" for src, m in record["per_source"].items())
         log(
@@ -346,21 +405,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)"
         )
         state["epoch"] = epoch
-        weights_now = trainable_state(model)
-        if metrics["selection"] > state["best"]:
-            state["best"], state["best_epoch"] = metrics["selection"], epoch
-            torch.save(
-                {
-                    "model": weights_now,
-                    "config": model.config.to_dict(),
-                    "hub": hub,
-                    "epoch": epoch,
-                    "metrics": metrics,
-                },
-                out / "best.pt",
-            )
-        torch.save({"model": weights_now, "optimizer": opt.state_dict(), "state": state}, last)
-        (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
+        save_epoch(out, model, opt, state, metrics, hub)
     write_provenance(
         out / "provenance.json",
         f"train-{kind}",
@@ -389,7 +434,7 @@ def load_trained(config: Config, kind: str) -> tuple[Any, PromptSpec, dict[str, 
     else:
         # The base again, the trained adapters on it, then merged: a plain model for the export.
         peft_model = build_lora(
-            hub["base"], hub["vocab_size"], hub["lora_r"], torch.float32, hub["added_ids"]
+            hub["base"], hub["lora_r"], torch.float32, hub["vocab_size"], hub["added_ids"]
         )
         load_trainable(peft_model, ckpt["model"])
         model = peft_model.merge_and_unload()

@@ -12,12 +12,9 @@ from because_train.rgen.evidence import EvidenceReasoningGenerator, merge_adjace
 
 @pytest.fixture(scope="module")
 def items(request):
-    from conftest import SHARED_DATA
+    from conftest import shared_file
 
-    path = SHARED_DATA / "emotion" / "train.jsonl"
-    if not path.exists():
-        pytest.skip("shared emotion data missing")
-    rows = load_rows(str(path))[:1200]
+    rows = load_rows(str(shared_file("emotion", "train.jsonl")))[:1200]
     return [RgenItem(f"train:{i}", lower_alnum_v1(r.text), LABELS[r.label]) for i, r in enumerate(rows)]
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_pipeline import run_cli
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, shared_file
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 
@@ -50,8 +50,8 @@ def make_hub_folder(folder: Path, texts: list[str], tie: bool) -> None:
 
 @pytest.fixture(scope="module")
 def hub_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if not (SHARED_DATA / "emotion" / "train.jsonl").exists():
-        pytest.skip("shared emotion data missing")
+    shared_file("emotion", "train.jsonl")
+    shared_file("emotion", "validation.jsonl")
     tmp = tmp_path_factory.mktemp("hub")
     rows = [json.loads(line) for line in (SHARED_DATA / "emotion" / "train.jsonl").open()][:300]
     make_hub_folder(tmp / "base", [r["text"] for r in rows], tie=False)

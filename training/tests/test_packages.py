@@ -8,7 +8,7 @@ import pytest
 from because_train.evaluate import evaluate
 from because_train.package import PackageError, load_package
 
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT, labelled_count, shared_file
 
 QRA, QA = "emotion-qra-natural", "emotion-qa-natural"
 PACKAGES = [QRA, QA]
@@ -44,21 +44,18 @@ def test_changed_file_is_refused(tmp_path, damage):
 
 @pytest.mark.parametrize("name", PACKAGES)
 def test_evaluate_reproduces_the_model_card(name):
-    if not (SHARED_DATA / "emotion" / "validation.jsonl").exists():
-        pytest.skip("shared emotion data missing")
+    validation = shared_file("emotion", "validation.jsonl")
     pkg = load_package(REPO_ROOT / "models" / name)
     recorded = pkg.manifest["metrics"]["validation_first_rows"]
     assert recorded["data"] == "../shared/data/emotion/validation.jsonl"
-    metrics, _ = evaluate(
-        pkg, str(SHARED_DATA / "emotion" / "validation.jsonl"), limit=recorded["n"], progress=False
-    )
+    metrics, _ = evaluate(pkg, str(validation), limit=recorded["n"], progress=False)
     # Other batch neighbours change logits by ~1e-6: at most one greedy tie could flip.
     assert abs(metrics["accuracy"] - recorded["accuracy"]) <= 1 / recorded["n"] + 1e-9
     assert metrics["quotes_grounded"] == 1.0
     card = (REPO_ROOT / "models" / name / "MODEL_CARD.md").read_text()
     for source, m in pkg.manifest["metrics"]["per_source"].items():
         assert re.search(rf"\| {source} \| {m['n']} \| \*\*{m['accuracy']:.4f}\*\*", card)
-    assert pkg.manifest["metrics"]["per_source"]["dair"]["n"] == 2000
+    assert pkg.manifest["metrics"]["per_source"]["dair"]["n"] == labelled_count(validation)
 
 
 def natural_rewrite(text: str, k: int) -> str:
@@ -76,9 +73,7 @@ def test_natural_rewrites_of_dair_texts_get_the_label_of_their_plain_form():
     from because_train.data import load_rows
     from because_train.evaluate import predict
 
-    if not (SHARED_DATA / "emotion" / "validation.jsonl").exists():
-        pytest.skip("shared emotion data missing")
-    plain = [r.text for r in load_rows(str(SHARED_DATA / "emotion" / "validation.jsonl"))[:300]]
+    plain = [r.text for r in load_rows(str(shared_file("emotion", "validation.jsonl")))[:300]]
     natural = [natural_rewrite(t, k) for k, t in enumerate(plain)]
     pkg = load_package(REPO_ROOT / "models" / QRA)
     a, b = predict(pkg, plain), predict(pkg, natural)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, TRAINING
+from conftest import REPO_ROOT, SHARED_DATA, TRAINING, labelled_count, shared_file
 
 
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -24,10 +24,8 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, request):
-    from conftest import SHARED_DATA
-
-    if not (SHARED_DATA / "emotion" / "train.jsonl").exists():
-        pytest.skip("shared emotion data missing")
+    shared_file("emotion", "train.jsonl")
+    shared_file("emotion", "validation.jsonl")
     tmp = tmp_path_factory.mktemp("pipeline")
     config = tmp / "tiny.toml"
     config.write_text(f"""
@@ -86,7 +84,7 @@ def test_packages_are_complete_and_verified(tiny_run):
             "MODEL_CARD.md",
         }
         assert all(v <= 1e-4 for v in m["provenance"]["parity"].values())
-        assert m["metrics"]["validation"]["n"] == 2000
+        assert m["metrics"]["validation"]["n"] == labelled_count(SHARED_DATA / "emotion" / "validation.jsonl")
         assert (
             f"{m['metrics']['validation']['accuracy']:.4f}"
             in (tmp / "models" / f"t-{kind}" / "MODEL_CARD.md").read_text()
@@ -95,8 +93,6 @@ def test_packages_are_complete_and_verified(tiny_run):
 
 def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
     tmp, _, _ = tiny_run
-    from conftest import SHARED_DATA
-
     preds = tmp_path / "preds.jsonl"
     result = run_cli(
         "evaluate",
@@ -131,25 +127,22 @@ def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
 
 def test_evaluate_skips_and_counts_rows_without_a_label(tiny_run):
     tmp, _, _ = tiny_run
-    from conftest import SHARED_DATA
-
-    data = SHARED_DATA / "goemotions" / "validation.jsonl"
-    if not data.exists():
-        pytest.skip("shared GoEmotions data missing")
+    data = shared_file("goemotions", "validation.jsonl")
     result = run_cli(
         "evaluate", "--model", str(tmp / "models" / "t-qa"), "--data", str(data), "--limit", "30"
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    # 625 of the 5426 comments carry one of the six labels (../shared/data/goemotions/README.md).
-    assert summary["n"] == 30 and summary["skipped"] == 5426 - 625
+    rows = len(data.read_text(encoding="utf-8").splitlines())
+    assert summary["n"] == 30 and summary["skipped"] == rows - labelled_count(data)
 
 
 def test_report_puts_both_kinds_side_by_side(tiny_run):
     tmp, _, _ = tiny_run
     text = (tmp / "report" / "report.md").read_text()
     assert "| `t-qa` (Q->A) |" in text and "| `t-qra` (Q->RA) |" in text
-    assert "| data | 2000 |" in text  # the one source of this run, with its TF-IDF line beside it
+    # the one source of this run, with its TF-IDF line beside it
+    assert f"| data | {labelled_count(SHARED_DATA / 'emotion' / 'validation.jsonl')} |" in text
     assert (tmp / "report" / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from test_pipeline import run_cli
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, shared_file
 
 
 def config_for(tmp, backend: str, extra: str) -> str:
@@ -38,13 +38,13 @@ def augmented(tmp) -> list[dict]:
 
 @pytest.fixture
 def data_present():
-    if not (SHARED_DATA / "emotion" / "train.jsonl").exists():
-        pytest.skip("shared data missing")
+    shared_file("emotion", "train.jsonl")
+    shared_file("emotion", "validation.jsonl")
 
 
 def test_llm_backend_with_a_tiny_random_llama(tmp_path, data_present):
-    cose = SHARED_DATA / "reasoning" / "cose_train.jsonl"
-    extra = f'[rgen.llm]\nbase = "scratch:tiny"\ndata = "{cose}"\nlimit = 80\nepochs = 1\nbatch_size = 16\nmax_new_tokens = 12'
+    cose = shared_file("reasoning", "cose_train.jsonl")
+    extra = f'[rgen.llm]\nbase = "scratch:micro"\ndata = "{cose}"\nlimit = 80\nepochs = 1\nbatch_size = 16\nmax_new_tokens = 12'
     config = config_for(tmp_path, "llm", extra)
     for stage in ("data", "rgen", "augment"):
         result = run_cli(stage, "--config", config)

@@ -13,10 +13,7 @@ from because_train.rgen import RgenItem
 from because_train.rgen.llm import LlmReasoningGenerator, emotion_question
 from because_train.rgen.triples import Triple
 
-from conftest import SHARED_DATA
-
-COSE = SHARED_DATA / "reasoning" / "cose_train.jsonl"
-pytestmark = pytest.mark.skipif(not COSE.is_file(), reason="shared CoS-E data not present")
+from conftest import shared_file
 
 ITEMS = [
     RgenItem("train:0", "i feel so happy and carefree today", "joy"),
@@ -30,8 +27,8 @@ ITEMS = [
 
 def config(**overrides: Any) -> LlmConfig:
     values: dict[str, Any] = {
-        "base": "scratch:tiny",
-        "data": str(COSE),
+        "base": "scratch:micro",
+        "data": str(shared_file("reasoning", "cose_train.jsonl")),
         "limit": 100,
         "epochs": 1,
         "batch_size": 16,
@@ -64,7 +61,7 @@ def test_prepare_trains_and_writes_a_reusable_model(trained: tuple[LlmReasoningG
     assert gen.stats["train_rows"] == 100 and gen.stats["train_steps"] == 7  # ceil(100 / 16)
     assert gen.stats["final_loss"] < 7.0  # below chance for a 1024-token vocabulary (ln 1024 = 6.93)
     info = json.loads((work / "model" / "rgen.json").read_text())
-    assert info["fingerprint"]["base"] == "scratch:tiny" and info["fingerprint"]["data_sha256"]
+    assert info["fingerprint"]["base"] == "scratch:micro" and info["fingerprint"]["data_sha256"]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
         p.name for p in (work / "model").iterdir()
     }
@@ -211,8 +208,10 @@ def test_seeded_sampling_is_reproducible(trained: tuple[LlmReasoningGenerator, P
 
 
 def test_bad_settings(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown size 'huge'"):
+    with pytest.raises(ValueError, match="rgen.llm.base: unknown scratch size 'huge'"):
         LlmReasoningGenerator(config(base="scratch:huge"), seed=1, work_dir=tmp_path).prepare(progress=False)
+    with pytest.raises(ValueError, match="R-Gen trains scratch:micro or scratch:tiny only"):
+        LlmReasoningGenerator(config(base="scratch:small"), seed=1, work_dir=tmp_path).prepare(progress=False)
     with pytest.raises(ValueError, match="must be auto, cpu or cuda"):
         LlmReasoningGenerator(config(device="tpu"), seed=1, work_dir=tmp_path)
     if not torch.cuda.is_available():

@@ -10,7 +10,7 @@ import pytest
 from because_train.data import DataError
 from because_train.rgen.triples import Triple, column_map, load_triples, resolve_source
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, shared_file
 
 GOOD = {
     "question": "Where do you keep milk?\nChoices: A) fridge, B) oven",
@@ -27,11 +27,9 @@ def write_lines(path: Path, lines: list[str | bytes]) -> Path:
 
 
 def test_loads_cose_offline_default() -> None:
-    path = SHARED_DATA / "reasoning" / "cose_train.jsonl"
-    if not path.is_file():
-        pytest.skip("shared CoS-E data not present")
+    path = shared_file("reasoning", "cose_train.jsonl")
     triples = load_triples("../shared/data/reasoning/cose_train.jsonl")  # relative to the repo root
-    assert len(triples) == 7610
+    assert len(triples) == len(path.read_text(encoding="utf-8").splitlines())
     assert all(t.question and t.answer and t.reasoning for t in triples)
     assert triples[0].answer == "house"
     assert load_triples(str(path), limit=25) == triples[:25]

@@ -3,8 +3,9 @@
 Stage 1 of arXiv 2507.00214: the paper fine-tunes Llama-3.2-1B-Instruct on syvai/reasoning-gen and
 then asks it, for every (text, gold emotion) pair, why that answer fits that question. Here the
 base is either a hub model name (trained with LoRA via peft, on CUDA in bf16 where a GPU exists) or
-`scratch:<size>`: a small randomly initialised Llama with its own byte-level BPE tokenizer trained on
-the triples, so that the same code runs end to end on a CPU in seconds.
+`scratch:<size>` (`micro` or `tiny`, the sizes of modeling.py): a small randomly initialised Llama
+with its own byte-level BPE tokenizer trained on the triples, so that the same code runs end to end
+on a CPU (`scratch:micro` in seconds).
 
 One prompt format serves training and generation:
 
@@ -20,17 +21,23 @@ import hashlib
 import json
 import math
 import shutil
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from because_train import log
 from because_train.config import LlmConfig
-from because_train.modeling import pick_device, weights_dtype
+from because_train.modeling import (
+    ScratchSize,
+    build_lora,
+    cosine_lr,
+    pick_device,
+    scratch_size,
+    weights_dtype,
+)
 from because_train.provenance import sha256_file, write_provenance
 from because_train.rgen import RgenItem
 from because_train.rgen.triples import Triple, load_triples, resolve_source
@@ -40,24 +47,12 @@ MAX_PROMPT_TOKENS = 192
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
 
-@dataclass(frozen=True)
-class ScratchSize:
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    vocab: int
-
-
 Example = tuple[
     Sequence[int] | torch.Tensor, int
 ]  # token ids of prompt + reasoning, where the reasoning starts
 
-SCRATCH_SIZES = {
-    "tiny": ScratchSize(hidden=64, layers=2, heads=2, kv_heads=1, intermediate=192, vocab=1024),
-    "small": ScratchSize(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=768, vocab=4096),
-}
+# The BPE vocabulary R-Gen trains for each scratch size it takes (modeling.SCRATCH_SIZES).
+SCRATCH_VOCAB = {"micro": 1024, "tiny": 4096}
 
 
 def task_prompt(question: str, answer: str) -> tuple[str, str]:
@@ -90,7 +85,7 @@ class Progress:
             return
         self.last = now
         rate = rows / max(now - self.t0, 1e-9)
-        print(f"{self.what} {done}/{self.total}{extra} {rate:.1f} rows/s", file=sys.stderr, flush=True)
+        log(f"{self.what} {done}/{self.total}{extra} {rate:.1f} rows/s")
 
 
 class LlmReasoningGenerator:
@@ -124,17 +119,15 @@ class LlmReasoningGenerator:
 
     @property
     def scratch(self) -> ScratchSize | None:
-        if not self.cfg.base.startswith("scratch:"):
-            return None
-        size = self.cfg.base.split(":", 1)[1]
-        if size not in SCRATCH_SIZES:
-            raise ValueError(f"rgen.llm.base: unknown size {size!r}; known: {', '.join(SCRATCH_SIZES)}")
-        return SCRATCH_SIZES[size]
+        size = scratch_size(self.cfg.base, "rgen.llm.base")
+        if size is not None and self.cfg.base.removeprefix("scratch:") not in SCRATCH_VOCAB:
+            raise ValueError(f"rgen.llm.base: R-Gen trains scratch:{' or scratch:'.join(SCRATCH_VOCAB)} only")
+        return size
 
     def fingerprint(self) -> dict[str, Any]:
         c = self.cfg
         data_sha = None if self.source.startswith("hub:") else sha256_file(self.source)
-        return {
+        fp = {
             "format": FORMAT_VERSION,
             "base": c.base,
             "data": self.source,
@@ -147,6 +140,10 @@ class LlmReasoningGenerator:
             "max_new_tokens": c.max_new_tokens,
             "seed": self.seed,
         }
+        # The architecture itself, not only its name: R-Gen's scratch:tiny was once today's scratch:micro.
+        if self.scratch is not None:
+            fp["scratch"] = dataclasses.asdict(self.scratch)
+        return fp
 
     def _fingerprint_id(self, fp: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
@@ -168,18 +165,23 @@ class LlmReasoningGenerator:
         if marker.is_file():
             info = json.loads(marker.read_text())
             if info.get("fingerprint_id") == fp_id:
-                self._log(progress, f"rgen-llm: reusing the finished model in {self.model_dir}")
+                if progress:
+                    log(f"rgen-llm: reusing the finished model in {self.model_dir}")
                 self._load_finished()
                 self.stats.update(info.get("train", {}))
                 return
-            self._log(progress, f"rgen-llm: {self.model_dir} was trained with other settings; training anew")
+            if progress:
+                log(f"rgen-llm: {self.model_dir} was trained with other settings; training anew")
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
         triples = load_triples(self.source, limit=self.cfg.limit)
-        self._log(progress, f"rgen-llm: {len(triples)} triples from {self.source}, base {self.cfg.base}")
+        if progress:
+            log(f"rgen-llm: {len(triples)} triples from {self.source}, base {self.cfg.base}")
         torch.manual_seed(self.seed)
         if self.scratch is not None:
-            self.tokenizer = self._train_tokenizer(triples, self.scratch)
+            self.tokenizer = self._train_tokenizer(
+                triples, SCRATCH_VOCAB[self.cfg.base.removeprefix("scratch:")]
+            )
             self.model = self._init_scratch(self.scratch)
         else:
             self.tokenizer, self.model = self._load_hub_lora()
@@ -207,11 +209,7 @@ class LlmReasoningGenerator:
             self.model = self.model.merge_and_unload()
         self._ready_for_generation()
 
-    def _log(self, enabled: bool, message: str) -> None:
-        if enabled:
-            print(message, file=sys.stderr, flush=True)
-
-    def _train_tokenizer(self, triples: list[Triple], size: ScratchSize) -> Any:
+    def _train_tokenizer(self, triples: list[Triple], vocab_size: int) -> Any:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast
 
@@ -219,7 +217,7 @@ class LlmReasoningGenerator:
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=size.vocab,
+            vocab_size=vocab_size,
             special_tokens=[PAD, BOS, EOS],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
@@ -248,22 +246,13 @@ class LlmReasoningGenerator:
         return LlamaForCausalLM(config).to(self.device)
 
     def _load_hub_lora(self) -> tuple[Any, Any]:
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(self.cfg.base)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        dtype = weights_dtype(self.device)
-        base = AutoModelForCausalLM.from_pretrained(self.cfg.base, dtype=dtype).to(self.device)
-        lora = LoraConfig(
-            r=self.cfg.lora_r,
-            lora_alpha=2 * self.cfg.lora_r,
-            lora_dropout=0.05,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-        return tok, get_peft_model(base, lora)
+        model = build_lora(self.cfg.base, self.cfg.lora_r, weights_dtype(self.device))
+        return tok, model.to(self.device)
 
     def _load_finished(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -317,13 +306,6 @@ class LlmReasoningGenerator:
 
     # ---- training loop ----
 
-    def _lr_at(self, step: int, total: int) -> float:
-        warmup = max(1, min(100, total // 20))
-        if step < warmup:
-            return self.cfg.lr * (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return self.cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
     def _train_step(self, batch: Sequence[Example], opt: torch.optim.Optimizer) -> float:
         input_ids, attention, labels = self._collate(batch)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -354,7 +336,8 @@ class LlmReasoningGenerator:
             return 0
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("fingerprint_id") != fp_id:
-            self._log(progress, f"rgen-llm: ignoring {path}: written with other settings")
+            if progress:
+                log(f"rgen-llm: ignoring {path}: written with other settings")
             return 0
         trainable = self._trainable()
         with torch.no_grad():
@@ -362,7 +345,8 @@ class LlmReasoningGenerator:
                 trainable[name].copy_(tensor.to(trainable[name].device))
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        self._log(progress, f"rgen-llm: resuming from {path} at step {state['step']}")
+        if progress:
+            log(f"rgen-llm: resuming from {path} at step {state['step']}")
         return int(state["step"])
 
     def _train(self, triples: list[Triple], fp_id: str, progress: bool) -> dict[str, Any]:
@@ -370,7 +354,7 @@ class LlmReasoningGenerator:
         examples = [
             (torch.tensor(ids, dtype=torch.int32), start) for ids, start in map(self.encode_example, triples)
         ]
-        bs = self.cfg.batch_size
+        bs, lr = self.cfg.batch_size, self.cfg.lr
         steps_per_epoch = math.ceil(len(examples) / bs)
         total = steps_per_epoch * self.cfg.epochs
         params = list(self._trainable().values())
@@ -378,7 +362,8 @@ class LlmReasoningGenerator:
         ckpt = self.work_dir / "checkpoint.pt"
         start = step = self._load_checkpoint(ckpt, fp_id, opt, progress)
         n_params = sum(p.numel() for p in params)
-        self._log(progress, f"rgen-llm: training {n_params:,} parameters, {total} steps on {self.device}")
+        if progress:
+            log(f"rgen-llm: training {n_params:,} parameters, {total} steps on {self.device}")
 
         meter = Progress("rgen-llm train: step", total, progress)
         self.model.train()
@@ -391,8 +376,8 @@ class LlmReasoningGenerator:
                 gen = torch.Generator().manual_seed(self.seed + epoch)
                 order, order_epoch = torch.randperm(len(examples), generator=gen).tolist(), epoch
             batch = [examples[j] for j in order[i * bs : (i + 1) * bs]]
-            for group in opt.param_groups:
-                group["lr"] = self._lr_at(step, total)
+            for group in opt.param_groups:  # warmup over 5% of the steps (1-100), then cosine to lr / 10
+                group["lr"] = cosine_lr(step, total, lr, 0.1 * lr, max(1, min(100, total // 20)))
             loss = self._train_step(batch, opt)
             loss_avg = loss if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss
             step += 1

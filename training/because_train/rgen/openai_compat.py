@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import sys
 import threading
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from because_train import log
 from because_train.config import OpenAIConfig
 from because_train.data import DataError
 from because_train.rgen import RgenItem
@@ -245,11 +245,9 @@ class OpenAIReasoningGenerator:
                     now = time.perf_counter()
                     if self.progress and (now - last > 5.0 or n == len(todo)):
                         last = now
-                        print(
+                        log(
                             f"rgen-openai: {n}/{len(todo)} rows {n / max(now - t0, 1e-9):.1f} rows/s, "
-                            f"{self.stats['retries']} retries, {self.stats['cached']} cached",
-                            file=sys.stderr,
-                            flush=True,
+                            f"{self.stats['retries']} retries, {self.stats['cached']} cached"
                         )
             except BaseException:
                 self._stop.set()  # running requests give up at their next attempt

@@ -1,0 +1,25 @@
+"""The config: unknown and removed keys stop with a message that names them."""
+
+import pytest
+
+from because_train.config import load_config
+from because_train.modeling import SCRATCH_SIZES, scratch_size
+
+
+def test_unknown_key_names_the_key_and_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="config.train: unknown key 'epochz'; known: epochs"):
+        load_config(None, {"train.epochz": 3})
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_quantize_is_refused_int8_is_not_supported(value: bool) -> None:
+    with pytest.raises(ValueError, match="config.export.quantize: int8 export is not supported yet"):
+        load_config(None, {"export.quantize": value})
+
+
+def test_one_scratch_size_table_with_the_embedded_models_tiny() -> None:
+    assert scratch_size("scratch:tiny") == SCRATCH_SIZES["tiny"]
+    assert SCRATCH_SIZES["tiny"].hidden == 256 and SCRATCH_SIZES["tiny"].layers == 4
+    assert scratch_size("HuggingFaceTB/SmolLM2-135M") is None
+    with pytest.raises(ValueError, match="rgen.llm.base: unknown scratch size 'huge'"):
+        scratch_size("scratch:huge", "rgen.llm.base")
