@@ -2,7 +2,7 @@
 #
 # because: the CPU image is the default target, the CUDA image is `--target gpu`.
 #
-#   docker build -t because .                  # CPU, node:20-bookworm-slim
+#   docker build -t because .                  # CPU, node:22-bookworm-slim
 #   docker build -t because:gpu --target gpu . # CUDA 12 + cuDNN 9 (needs network for the CUDA EP)
 #   docker run --init -p 8080:8080 because
 #   docker run --init --gpus all -p 8080:8080 because:gpu
@@ -16,7 +16,7 @@
 # environment (HOST, PORT, DEVICE, MODELS, MAX_QUEUE, ...; see the README).
 # The stage order matters: the last stage (cpu) is what a plain `docker build` produces.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:22-bookworm-slim
 # CUDA 12 with cuDNN 9, what onnxruntime-node's CUDA execution provider links against.
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04
 
@@ -41,7 +41,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
 
 # ---- GPU image: docker build --target gpu ----------------------------------------------------
 FROM ${CUDA_IMAGE} AS gpu
-# Node 20 from the official image (its binaries need only glibc 2.28; Ubuntu 22.04 has 2.35).
+# Node 22 from the official image (its binaries need only glibc 2.28; Ubuntu 22.04 has 2.35).
 COPY --from=deps-gpu /usr/local/bin/node /usr/local/bin/node
 RUN groupadd --gid 1000 node \
  && useradd --uid 1000 --gid node --no-create-home --shell /usr/sbin/nologin node

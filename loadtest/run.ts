@@ -3,7 +3,8 @@
  * The project's load-test runner: `npm run loadtest -- [scenario] [options]`.
  *
  * Reads loadtest/scenarios.json (the file the k6 scripts read), starts the service on a free
- * loopback port (or targets a running one with --url), waits for /readyz, drives the scenario
+ * loopback port (or targets a running one with --url), waits for /readyz, reads the default
+ * model's labels from /info (answers are checked against them), drives the scenario
  * open loop, stops the server with SIGTERM, prints a summary and writes the full result as JSON.
  * Exit status: 0 when every threshold passes, 1 when one fails, 2 on a usage or start-up error.
  */
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { sendRequest } from './lib/client.js'
 import { drive, type LiveCounters } from './lib/driver.js'
+import { fetchLabels } from './lib/info.js'
 import { buildResult, formatResult, rssReport } from './lib/report.js'
 import {
   resolveScenario,
@@ -78,7 +80,7 @@ function progress(l: LiveCounters): void {
   )
 }
 
-async function warmup(baseUrl: string, s: ResolvedScenario, texts: string[], apiKey?: string): Promise<void> {
+async function warmup(baseUrl: string, s: ResolvedScenario, texts: string[], labels: readonly string[], apiKey?: string): Promise<void> {
   const endpoints = new Set<Endpoint>(s.parts.map((p) => p.endpoint))
   const t0 = performance.now()
   let ok = 0
@@ -92,6 +94,7 @@ async function warmup(baseUrl: string, s: ResolvedScenario, texts: string[], api
         part: 'warmup',
         endpoint,
         texts: [texts[i % texts.length]!],
+        labels,
         clientTimeoutMs: s.client_timeout_ms,
         apiKey,
         abandon: new AbortController().signal,
@@ -235,9 +238,11 @@ async function main(): Promise<number> {
       target.ready_ms = Math.round(await server.waitReady())
       process.stderr.write(`loadtest: ready after ${target.ready_ms} ms\n`)
     }
-    await warmup(baseUrl, scenario, texts, apiKey)
+    const labels = await fetchLabels(baseUrl, apiKey)
+    target.labels = labels
+    await warmup(baseUrl, scenario, texts, labels, apiKey)
     process.stderr.write(`loadtest: running ${name} for ${scenario.duration_s} s (${scenario.parts.map(describePart).join('; ')})\n`)
-    const run = await drive({ baseUrl, scenario, texts, apiKey, onTick: values.quiet ? undefined : progress })
+    const run = await drive({ baseUrl, scenario, texts, labels, apiKey, onTick: values.quiet ? undefined : progress })
     target.metrics_after = await scrapeMetrics(baseUrl, apiKey)
     if (server) {
       sampler?.sample()

@@ -137,10 +137,18 @@ function servedModel(engine: EngineClient): ServedModel {
     id: m.id,
     kind: m.kind,
     labels: m.labels,
+    labelTokenCounts: m.label_token_ids.map((ids) => ids.length),
     normalize: m.prompt.normalize,
     maxInputTokens: m.limits.max_input_tokens,
+    maxReasoningTokens: m.limits.max_reasoning_tokens,
     encoder: engine.pkg.tokenizer.encoder,
     engine,
+    card: {
+      dtype: m.onnx.dtype,
+      onnxSha256: m.files[m.onnx.file]!,
+      calibration: m.calibration ? { method: m.calibration.method, temperature: m.calibration.temperature } : null,
+      provider: engine.info?.provider ?? 'cpu',
+    },
   }
 }
 

@@ -2,59 +2,50 @@
  * What can be checked about the Dockerfile without a Docker engine: every path it copies exists
  * in the build context (or comes from an earlier stage), nothing it copies is excluded by
  * .dockerignore, the command is package.json's start script, each image has a HEALTHCHECK and a
- * non-root user, production dependencies cover what src/ imports, and .dockerignore keeps
- * dependencies, the training environment, the benchmark and test output out of the context.
+ * non-root user, production dependencies cover what src/ imports, the images' Node line is one
+ * package.json's engines admits, and .dockerignore keeps dependencies, the training environment,
+ * the benchmark and test output out of the context.
  */
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { commandFromStartScript } from '../loadtest/lib/server.js'
+import { ROOT, argsOf, byName, envOf, healthcheckOf, stages } from './support/dockerfile.js'
 
-const ROOT = resolve(import.meta.dirname, '..')
 const read = (rel: string) => readFileSync(join(ROOT, rel), 'utf8')
-const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; dependencies: Record<string, string> }
+const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; dependencies: Record<string, string>; engines: { node: string } }
 
-/** A build stage: its name, its base image (global ARG defaults expanded), its instructions. */
-interface Stage {
-  name: string
-  base: string
-  ins: { keyword: string; args: string }[]
-}
-
-// Comment lines go first (those inside a continuation too), then continuation lines are joined.
-const lines = read('Dockerfile')
-  .split('\n')
-  .filter((l) => !l.trimStart().startsWith('#'))
-  .join('\n')
-  .replace(/\\\n/g, ' ')
-  .split('\n')
-  .filter((l) => l.trim() !== '')
-const globalArgs: Record<string, string> = {}
-const stages: Stage[] = []
-for (const line of lines) {
-  const [, word, args] = /^\s*(\w+)\s+(.*?)\s*$/.exec(line)!
-  const keyword = word!.toUpperCase()
-  if (keyword === 'FROM') {
-    const [image, , name] = args!.split(/\s+/)
-    stages.push({ name: name!, base: image!.replace(/\$\{(\w+)\}/g, (_, k: string) => globalArgs[k] ?? ''), ins: [] })
-  } else if (stages.length === 0 && keyword === 'ARG') {
-    const [k, v] = args!.split('=')
-    globalArgs[k!] = v!
-  } else {
-    stages.at(-1)!.ins.push({ keyword, args: args! })
-  }
-}
-const byName = new Map(stages.map((s) => [s.name, s]))
 const runnable = stages.filter((s) => s.ins.some((i) => i.keyword === 'CMD'))
-const argsOf = (s: Stage, keyword: string) => s.ins.filter((i) => i.keyword === keyword).map((i) => i.args)
-/** `ENV a=b c=d`, every such line of the stage. */
-const envOf = (s: Stage) => Object.fromEntries(argsOf(s, 'ENV').flatMap((a) => [...a.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]])))
 /** COPY's `--from` and its sources (the last word is the destination). */
 function copyOf(args: string): { from?: string; sources: string[] } {
   const words = args.split(/\s+/)
   const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length)
   return { from, sources: words.filter((w) => !w.startsWith('--')).slice(0, -1) }
+}
+
+/**
+ * Whether a version satisfies an `engines` range of `||` alternatives, each of space-separated
+ * `>=`, `>`, `<=`, `<` comparators (the forms package.json uses), without a semver dependency.
+ */
+function satisfies(version: string, range: string): boolean {
+  const num = (v: string) => v.replace(/^v/, '').split('.').map(Number)
+  const cmp = (a: number[], b: number[]) => {
+    for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0)
+    return 0
+  }
+  const v = num(version)
+  return range.split('||').some((alt) =>
+    alt
+      .trim()
+      .split(/\s+/)
+      .every((c) => {
+        const [, op, ver] = /^(>=|<=|>|<)(\d+(?:\.\d+){0,2})$/.exec(c) ?? []
+        if (op === undefined || ver === undefined) throw new Error(`engines: cannot read ${JSON.stringify(c)}`)
+        const d = cmp(v, num(ver))
+        return { '>=': d >= 0, '<=': d <= 0, '>': d > 0, '<': d < 0 }[op]!
+      }),
+  )
 }
 
 /**
@@ -83,7 +74,7 @@ describe('Dockerfile', () => {
   it('has dependency stages, a gpu target and the CPU image last (the default target)', () => {
     expect(stages.map((s) => s.name)).toEqual(expect.arrayContaining(['deps', 'deps-gpu', 'gpu', 'cpu']))
     expect(stages.at(-1)!.name).toBe('cpu')
-    expect(stages.at(-1)!.base).toBe('node:20-bookworm-slim')
+    expect(stages.at(-1)!.base).toBe('node:22-bookworm-slim')
     expect(byName.get('gpu')!.base).toMatch(/^nvidia\/cuda:12\.[\d.]+-cudnn9?-runtime-ubuntu\d\d\.\d\d$/)
     expect(runnable.map((s) => s.name).sort()).toEqual(['cpu', 'gpu'])
   })
@@ -102,7 +93,7 @@ describe('Dockerfile', () => {
             expect(argsOf(earlier, 'WORKDIR'), from).toContain('/app')
             expect(argsOf(earlier, 'RUN').join('\n'), from).toMatch(/\bnpm ci\b/)
           }
-          if (sources.includes('/usr/local/bin/node')) expect(earlier.base, from).toMatch(/^node:20/)
+          if (sources.includes('/usr/local/bin/node')) expect(earlier.base, from).toMatch(/^node:22/)
           continue
         }
         for (const src of sources) {
@@ -172,13 +163,24 @@ describe('Dockerfile', () => {
 
   it('has a HEALTHCHECK on /healthz in each image, exec form with node (no curl or wget in the slim images)', () => {
     for (const s of runnable) {
-      const hc = argsOf(s, 'HEALTHCHECK')
-      expect(hc, s.name).toHaveLength(1)
-      const [, flags, cmd] = /^((?:--\S+\s+)*)CMD\s+(.*)$/.exec(hc[0]!) ?? []
-      expect(flags, s.name).toMatch(/--interval=\d+s/)
-      expect(cmd, s.name).toMatch(/\/healthz/)
-      expect((JSON.parse(cmd ?? 'null') as string[] | null)?.[0], s.name).toBe('node')
+      expect(argsOf(s, 'HEALTHCHECK'), s.name).toHaveLength(1)
+      const { flags, cmd } = healthcheckOf(s)!
+      expect(flags.interval, s.name).toMatch(/^\d+s$/)
+      expect(cmd?.[0], s.name).toBe('node')
+      expect(cmd?.join(' '), s.name).toMatch(/\/healthz/)
     }
+  })
+
+  it('runs a Node line that package.json engines admits, as does the Node running this test', () => {
+    // Floating tags (node:22-bookworm-slim) move to each new release of their line.
+    const majors = new Set(stages.filter((s) => s.base.startsWith('node:')).map((s) => /^node:(\d+)-/.exec(s.base)?.[1]))
+    expect([...majors]).toEqual(['22'])
+    for (const major of majors) expect(satisfies(`${major}.99.0`, pkg.engines.node), `node ${major}`).toBe(true)
+    expect(satisfies(process.version, pkg.engines.node), process.version).toBe(true)
+    // The range says what is tested: not 21 (odd, never LTS), not the 22 releases before require(esm).
+    expect(satisfies('21.7.0', pkg.engines.node)).toBe(false)
+    expect(satisfies('22.11.0', pkg.engines.node)).toBe(false)
+    expect(satisfies('20.18.0', pkg.engines.node)).toBe(false)
   })
 })
 
@@ -192,6 +194,7 @@ describe('.dockerignore', () => {
       'test-output/loadtest/smoke.json',
       '.git',
       '.env',
+      'deploy/keys.txt',
     ]) {
       expect(ignored(p), p).toBe(true)
     }

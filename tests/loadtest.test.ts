@@ -12,6 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { arrivalOffsetsMs } from '../loadtest/lib/arrivals.js'
 import type { Outcome } from '../loadtest/lib/client.js'
 import { drive } from '../loadtest/lib/driver.js'
+import { fetchLabels } from '../loadtest/lib/info.js'
 import {
   buildResult,
   countOutcomes,
@@ -47,6 +48,8 @@ import { required } from './support/required.js'
 const k6 = vi.hoisted(() => ({
   adds: [] as [string, number | boolean][],
   next: undefined as unknown,
+  /** What GET /info answers. */
+  info: { status: 200, body: JSON.stringify({ models: [{ labels: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] }] }) },
 }))
 vi.mock('k6', () => ({ check: () => true }))
 vi.mock('k6/execution', () => ({ default: { scenario: { iterationInTest: 3 } } }))
@@ -62,7 +65,7 @@ vi.mock('k6/metrics', () => {
 vi.mock('k6/http', () => ({
   default: {
     expectedStatuses: () => ({}),
-    get: () => ({ status: 200 }),
+    get: (url: string) => (url.endsWith('/info') ? k6.info : { status: 200, body: '' }),
     post: () => k6.next,
   },
 }))
@@ -362,6 +365,12 @@ describe('runner end to end against the stand-in server', () => {
     expect(exit).toMatchObject({ code: 0, killed: false })
   })
 
+  it('reads the labels from /info, and says why when it cannot', async () => {
+    expect(await fetchLabels(server.baseUrl)).toEqual(['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'])
+    const nothing = `http://127.0.0.1:${await freePort()}`
+    await expect(fetchLabels(nothing)).rejects.toThrow(/^GET http:\/\/127\.0\.0\.1:\d+\/info failed: /)
+  })
+
   it('drives open-loop traffic and classifies every outcome', async () => {
     const base = resolveScenario(file, 'smoke')
     const scenario: ResolvedScenario = {
@@ -373,7 +382,7 @@ describe('runner end to end against the stand-in server', () => {
       ],
       duration_s: 2,
     }
-    const run = await drive({ baseUrl: server.baseUrl, scenario, texts: file.texts })
+    const run = await drive({ baseUrl: server.baseUrl, scenario, texts: file.texts, labels: await fetchLabels(server.baseUrl) })
     const doc = buildResult(scenario, run, { base_url: server.baseUrl })
     const c = doc.counts
     // Open loop: all 100 arrivals go out although the server serves 2 at a time (100 ms each)
@@ -408,7 +417,7 @@ describe('runner end to end against the stand-in server', () => {
       parts: [{ ...base.parts[0]!, vus: 2, duration_s: 0.5 }],
       duration_s: 0.5,
     }
-    const run = await drive({ baseUrl: server.baseUrl, scenario, texts: ['hello there'] })
+    const run = await drive({ baseUrl: server.baseUrl, scenario, texts: ['hello there'], labels: await fetchLabels(server.baseUrl) })
     const c = countOutcomes(run.outcomes)
     expect(c.sent).toBeGreaterThan(2)
     expect(c.reasons.abandoned ?? 0).toBeGreaterThanOrEqual(1)
@@ -421,10 +430,12 @@ describe('k6 scripts under a stub k6', () => {
   // __ENV) into the root program that type-checks src/.
   interface Lib {
     buildOptions(endpoints: string[]): { scenarios?: Record<string, object>; thresholds?: Record<string, string[]> }
-    classify(): void
-    explain(): void
+    setup(): { labels: string[] }
+    classify(data: { labels: string[] }): void
+    explain(data: { labels: string[] }): void
     parseSse(body: string): { event: string; data: string }[]
   }
+  const data = { labels: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] }
   const load = async (env: Record<string, string>, entry = 'lib'): Promise<Lib> => {
     vi.resetModules()
     const g = globalThis as Record<string, unknown>
@@ -469,6 +480,20 @@ describe('k6 scripts under a stub k6', () => {
     await expect(load({ SCENARIO: 'nope' })).rejects.toThrow(/unknown SCENARIO "nope"/)
   })
 
+  it('setup() reads the labels from /info once, and fails when it cannot', async () => {
+    const lib = await load({ SCENARIO: 'smoke' })
+    expect(lib.setup()).toEqual(data)
+    const saved = k6.info
+    try {
+      k6.info = { status: 404, body: '' }
+      expect(() => lib.setup()).toThrow(/\/info answered 404/)
+      k6.info = { status: 200, body: JSON.stringify({ models: [] }) }
+      expect(() => lib.setup()).toThrow(/models\[0\]\.labels is not a list of labels/)
+    } finally {
+      k6.info = saved
+    }
+  })
+
   it('records classify outcomes like the runner: ok, rejected, failed, unfinished', async () => {
     const lib = await load({ SCENARIO: 'smoke' })
     const scores = { sadness: 0.1, joy: 0.5, love: 0.1, anger: 0.1, fear: 0.1, surprise: 0.1 }
@@ -484,13 +509,18 @@ describe('k6 scripts under a stub k6', () => {
     for (const [res, want] of cases) {
       k6.adds = []
       k6.next = res
-      lib.classify()
+      lib.classify(data)
       const got = Object.fromEntries(k6.adds)
       expect(got.failures, want).toBe(want === 'failed' || want === 'unfinished')
       expect(got.rejections, want).toBe(want === 'rejected')
       expect(got.unfinished, want).toBe(want === 'unfinished' ? 1 : undefined)
       expect(got.classify_duration, want).toBe(want === 'ok' ? 12 : undefined)
     }
+    // The labels checked are setup()'s, whatever they are.
+    k6.adds = []
+    k6.next = { status: 200, body: JSON.stringify({ label: 'calm', scores: { calm: 0.7, tense: 0.3 }, reasoning: 'r' }), timings: { duration: 5 } }
+    lib.classify({ labels: ['calm', 'tense'] })
+    expect(Object.fromEntries(k6.adds).failures).toBe(false)
   })
 
   it('reads a complete SSE body: ok needs label then done; error events are unfinished', async () => {
@@ -507,7 +537,7 @@ describe('k6 scripts under a stub k6', () => {
     for (const [body, want] of bodies) {
       k6.adds = []
       k6.next = { status: 200, body, timings: { duration: 95 } }
-      lib.explain()
+      lib.explain(data)
       const got = Object.fromEntries(k6.adds)
       expect(got.failures, want).toBe(want !== 'ok')
       expect(got.explain_duration, want).toBe(want === 'ok' ? 95 : undefined)

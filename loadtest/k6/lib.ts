@@ -10,6 +10,9 @@
  * SUSTAINABLE_RPS (overrides the file's), SCENARIO_FILE, TEXTS_FILE (JSON lines with a "text"
  * field, or plain lines), API_KEY (bearer token).
  *
+ * setup() reads the default model's labels from GET /info once; k6 hands what it returns to every
+ * iteration, whose answers are checked against them.
+ *
  * Differences from the runner: k6's http client returns an SSE body only once the stream has
  * ended, so time to first token is the server's own figure (done.timings.ttft_ms), and server
  * memory is not sampled (rss_* thresholds are runner-only).
@@ -29,7 +32,6 @@ const scenarioName = __ENV.SCENARIO || 'smoke'
 const baseUrl = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '')
 const sustainable = Number(__ENV.SUSTAINABLE_RPS || file.sustainable_rps)
 const texts: string[] = __ENV.TEXTS_FILE ? parseTexts(open(__ENV.TEXTS_FILE)) : file.texts
-const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
 
 const spec: ScenarioSpec | undefined = file.scenarios[scenarioName]
 if (!spec) {
@@ -134,10 +136,27 @@ export function buildOptions(endpoints: Endpoint[]): Options {
   }
 }
 
-/** Fails fast when the server is not ready. */
-export function setup(): void {
-  const res = http.get(`${baseUrl}/readyz`, { timeout: '10s' })
-  if (res.status !== 200) throw new Error(`${baseUrl}/readyz answered ${res.status}; is the server up?`)
+/** What setup() hands every iteration. */
+export interface SetupData {
+  /** The default model's labels, from GET /info. */
+  labels: string[]
+}
+
+/** Fails fast when the server is not ready; reads the labels answers are checked against. */
+export function setup(): SetupData {
+  const ready = http.get(`${baseUrl}/readyz`, { timeout: '10s' })
+  if (ready.status !== 200) throw new Error(`${baseUrl}/readyz answered ${ready.status}; is the server up?`)
+  const res = http.get(`${baseUrl}/info`, { timeout: '10s', headers: authHeader() })
+  if (res.status !== 200) throw new Error(`${baseUrl}/info answered ${res.status}; the labels to check answers against come from it`)
+  const labels = (JSON.parse(res.body as string) as { models?: { labels?: unknown }[] }).models?.[0]?.labels
+  if (!Array.isArray(labels) || labels.length === 0 || !labels.every((l) => typeof l === 'string')) {
+    throw new Error(`${baseUrl}/info: models[0].labels is not a list of labels`)
+  }
+  return { labels }
+}
+
+function authHeader(): Record<string, string> {
+  return __ENV.API_KEY ? { authorization: `Bearer ${__ENV.API_KEY}` } : {}
 }
 
 function requestBody(n: number): string {
@@ -153,8 +172,8 @@ function post(endpoint: Endpoint, body: string): RefinedResponse<ResponseType> {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: endpoint === 'explain' ? 'text/event-stream' : 'application/json',
+    ...authHeader(),
   }
-  if (__ENV.API_KEY) headers.authorization = `Bearer ${__ENV.API_KEY}`
   return http.post(`${baseUrl}/${endpoint}`, body, {
     headers,
     timeout: `${clientTimeoutMs}ms`,
@@ -181,21 +200,21 @@ function verdictFromStatus(res: RefinedResponse<ResponseType>): Verdict | undefi
   return undefined
 }
 
-function isResult(r: unknown): boolean {
+function isResult(r: unknown, labels: string[]): boolean {
   if (typeof r !== 'object' || r === null) return false
   const o = r as { label?: unknown; scores?: Record<string, unknown> }
-  return LABELS.includes(o.label as string) && typeof o.scores === 'object' && o.scores !== null &&
-    LABELS.every((l) => typeof o.scores![l] === 'number')
+  return labels.includes(o.label as string) && typeof o.scores === 'object' && o.scores !== null &&
+    labels.every((l) => typeof o.scores![l] === 'number')
 }
 
-export function classify(): void {
+export function classify({ labels }: SetupData): void {
   const batch = Number(__ENV.BATCH || 1)
   const res = post('classify', requestBody(batch))
   let v = verdictFromStatus(res)
   if (v === undefined) {
     try {
       const j = JSON.parse(res.body as string) as { results?: unknown[] }
-      const good = batch === 1 ? isResult(j) : Array.isArray(j.results) && j.results.length === batch && j.results.every(isResult)
+      const good = batch === 1 ? isResult(j, labels) : Array.isArray(j.results) && j.results.length === batch && j.results.every((r) => isResult(r, labels))
       v = good ? 'ok' : 'failed'
     } catch {
       v = 'failed'
@@ -224,7 +243,7 @@ export function parseSse(body: string): { event: string; data: string }[] {
   return out
 }
 
-export function explain(): void {
+export function explain({ labels }: SetupData): void {
   const res = post('explain', requestBody(1))
   let v = verdictFromStatus(res)
   if (v === undefined) {
@@ -233,7 +252,7 @@ export function explain(): void {
     try {
       for (const ev of parseSse(res.body as string)) {
         const data = JSON.parse(ev.data) as Record<string, any>
-        if (ev.event === 'label') sawLabel = isResult(data)
+        if (ev.event === 'label') sawLabel = isResult(data, labels)
         else if (ev.event === 'error') break
         else if (ev.event === 'done') {
           v = sawLabel ? 'ok' : 'failed'

@@ -14,8 +14,6 @@
 import type { Endpoint } from './scenarios.js'
 import { SseParser } from './sse.js'
 
-export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
-
 export type OutcomeClass = 'ok' | 'rejected' | 'failed' | 'unfinished'
 
 export interface Outcome {
@@ -50,6 +48,8 @@ export interface RequestSpec {
   part: string
   endpoint: Endpoint
   texts: string[]
+  /** The labels an answer may hold (the default model's, from GET /info). */
+  labels: readonly string[]
   serverTimeoutMs?: number
   clientTimeoutMs: number
   apiKey?: string
@@ -101,9 +101,9 @@ export async function sendRequest(spec: RequestSpec): Promise<Outcome> {
     if (res.status < 200 || res.status >= 300) {
       await readError(res, out)
     } else if (spec.endpoint === 'classify') {
-      checkClassify(JSON.parse(await res.text()), spec.texts.length, out)
+      checkClassify(JSON.parse(await res.text()), spec.texts.length, spec.labels, out)
     } else {
-      await readStream(res, start, out)
+      await readStream(res, start, spec.labels, out)
     }
   } catch (err) {
     const why = ctl.signal.aborted ? String(ctl.signal.reason) : undefined
@@ -150,37 +150,37 @@ async function readError(res: Response, out: Outcome): Promise<void> {
   if (violations.length > 0) out.contract_violations = violations
 }
 
-function isLabel(v: unknown): boolean {
-  return typeof v === 'string' && (LABELS as readonly string[]).includes(v)
+function isLabel(v: unknown, labels: readonly string[]): boolean {
+  return typeof v === 'string' && labels.includes(v)
 }
 
-function isScores(v: unknown): boolean {
+function isScores(v: unknown, labels: readonly string[]): boolean {
   if (typeof v !== 'object' || v === null) return false
   const keys = Object.keys(v)
-  return keys.length === LABELS.length && LABELS.every((l) => typeof (v as Record<string, unknown>)[l] === 'number')
+  return keys.length === labels.length && labels.every((l) => typeof (v as Record<string, unknown>)[l] === 'number')
 }
 
-/** One classification in a response: {label, scores{6}, reasoning}. */
-function checkResult(r: unknown): string | undefined {
+/** One classification in a response: {label, scores (one per label), reasoning}. */
+function checkResult(r: unknown, labels: readonly string[]): string | undefined {
   if (typeof r !== 'object' || r === null) return 'result'
   const o = r as Record<string, unknown>
-  if (!isLabel(o.label)) return 'label'
-  if (!isScores(o.scores)) return 'scores'
+  if (!isLabel(o.label, labels)) return 'label'
+  if (!isScores(o.scores, labels)) return 'scores'
   if (typeof o.reasoning !== 'string') return 'reasoning'
   return undefined
 }
 
-function checkClassify(j: unknown, numTexts: number, out: Outcome): void {
+function checkClassify(j: unknown, numTexts: number, labels: readonly string[], out: Outcome): void {
   const o = (j ?? {}) as Record<string, unknown>
   let bad: string | undefined
   if (numTexts === 1) {
-    bad = checkResult(o)
+    bad = checkResult(o, labels)
     const usage = o.usage as Record<string, unknown> | undefined
     if (!bad && typeof usage?.reasoning_tokens === 'number') out.reasoning_tokens = usage.reasoning_tokens
   } else if (!Array.isArray(o.results) || o.results.length !== numTexts) {
     bad = 'results'
   } else {
-    bad = o.results.map(checkResult).find((b) => b !== undefined)
+    bad = o.results.map((r) => checkResult(r, labels)).find((b) => b !== undefined)
   }
   if (bad) {
     out.cls = 'failed'
@@ -188,7 +188,7 @@ function checkClassify(j: unknown, numTexts: number, out: Outcome): void {
   } else out.cls = 'ok'
 }
 
-async function readStream(res: Response, start: number, out: Outcome): Promise<void> {
+async function readStream(res: Response, start: number, labels: readonly string[], out: Outcome): Promise<void> {
   if (!res.body) {
     out.cls = 'failed'
     out.reason = 'bad_body:no_stream'
@@ -217,7 +217,7 @@ async function readStream(res: Response, start: number, out: Outcome): Promise<v
         }
         if (out.ttft_ms === undefined && data.delta !== '') out.ttft_ms = now
       } else if (ev.event === 'label') {
-        if (!isLabel(data.label) || !isScores(data.scores)) {
+        if (!isLabel(data.label, labels) || !isScores(data.scores, labels)) {
           out.cls = 'failed'
           out.reason = 'bad_body:label_event'
           return

@@ -15,6 +15,8 @@ export interface DriveOptions {
   baseUrl: string
   scenario: ResolvedScenario
   texts: string[]
+  /** The labels an answer may hold (from GET /info, fetched once before the run). */
+  labels: readonly string[]
   apiKey?: string
   /** Called about once a second with live counters. */
   onTick?: (live: LiveCounters) => void
@@ -83,6 +85,7 @@ export async function drive(o: DriveOptions): Promise<DriveResult> {
       part: part.name,
       endpoint: part.endpoint,
       texts: pick(part.batch_size),
+      labels: o.labels,
       serverTimeoutMs: part.server_timeout_ms,
       clientTimeoutMs: s.client_timeout_ms,
       apiKey: o.apiKey,

@@ -68,6 +68,7 @@ function result(text: string) {
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = req.url ?? '/'
   if (req.method === 'GET' && url === '/healthz') return json(res, 200, { status: 'ok' })
+  if (req.method === 'GET' && url === '/info') return json(res, 200, { version: 'fake', models: [{ id: MODEL, kind: 'qra', labels: LABELS }] })
   if (req.method === 'GET' && url === '/readyz') {
     return shuttingDown ? error(res, 503, 'shutting_down', 'shutting down') : json(res, 200, { status: 'ready' })
   }

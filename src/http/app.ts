@@ -12,12 +12,16 @@ import { METHOD_NAME_ALL } from 'hono/router'
 import type { Logger } from 'pino'
 import type { Metrics } from '../obs/metrics.js'
 import { ApiError, errorResponse, toApiError } from './errors.js'
+import type { ErrorShape } from './errors.js'
 import { bearerAuth } from './middleware/auth.js'
 import { httpMetrics } from './middleware/http-metrics.js'
 import { requestLog } from './middleware/request-log.js'
+import { OPENAI_ERRORS, OPENAI_PREFIX } from './openai/errors.js'
 import { documentRoutes } from './routes/documents.js'
 import { inferenceRoutes } from './routes/inference.js'
+import { infoRoutes } from './routes/info.js'
 import { metricsRoutes } from './routes/metrics.js'
+import { openaiRoutes } from './routes/openai.js'
 import { probeRoutes } from './routes/probes.js'
 import type { Service } from './service.js'
 
@@ -39,11 +43,19 @@ interface RouteGroup {
 /** The paths a group serves (its middleware entries are registered for all methods). */
 const pathsOf = (group: RouteGroup): string[] => group.routes.routes.filter((r) => r.method !== METHOD_NAME_ALL).map((r) => r.path)
 
+/**
+ * Whoever calls under /v1/ is an OpenAI client and reads errors in OpenAI's shape, those of the
+ * shared middleware (401, 413) and of paths that do not exist included.
+ */
+const errorShapeFor = (path: string): ErrorShape | undefined => (path.startsWith(OPENAI_PREFIX) ? OPENAI_ERRORS : undefined)
+
 export function createApp({ service, logger, openapiYaml, metrics }: AppOptions) {
-  // In the order openapi.yaml lists them. Probes, the chat page (it asks for the key) and the
-  // public contract need no key.
+  // In the order openapi.yaml lists them. Probes, /info, the chat page (it asks for the key) and
+  // the public contract need no key.
   const groups: RouteGroup[] = [
     { routes: inferenceRoutes({ service, logger, metrics }), open: false },
+    { routes: openaiRoutes({ service, logger, metrics }), open: false },
+    { routes: infoRoutes(service), open: true },
     { routes: probeRoutes(service), open: true },
     { routes: metricsRoutes(metrics), open: false },
     { routes: documentRoutes({ service, openapiYaml }), open: true },
@@ -79,11 +91,13 @@ export function createApp({ service, logger, openapiYaml, metrics }: AppOptions)
   )
   for (const group of groups) app.route('/', group.routes)
 
-  app.notFound((c) => errorResponse(c, new ApiError('not_found', `no route ${c.req.method} ${c.req.path}; see /openapi.yaml`)))
+  app.notFound((c) =>
+    errorResponse(c, new ApiError('not_found', `no route ${c.req.method} ${c.req.path}; see /openapi.yaml`), errorShapeFor(c.req.path)),
+  )
   app.onError((err, c) => {
     const apiError = toApiError(err)
     if (apiError.code === 'internal_error') logger.error({ err, req_id: c.get('requestId') }, 'unhandled error')
-    return errorResponse(c, apiError)
+    return errorResponse(c, apiError, errorShapeFor(c.req.path))
   })
   return app
 }

@@ -50,6 +50,8 @@ export class ApiError extends Error {
     message: string,
     /** Seconds for a `Retry-After` header (429, 503). */
     readonly retryAfter?: number,
+    /** The request field at fault, where there is one (`messages[2].content`): OpenAI's `param`. */
+    readonly param?: string,
   ) {
     super(message)
   }
@@ -100,10 +102,19 @@ export function toApiError(err: unknown): ApiError {
   return new ApiError('internal_error', 'internal error')
 }
 
+/** How an error answer looks: its status and its JSON body. */
+export interface ErrorShape {
+  status(err: ApiError): ContentfulStatusCode
+  body(err: ApiError): unknown
+}
+
+/** The service's own shape: `{error: {code, message}}` with the status of `ERROR_STATUS`. */
+export const NATIVE_ERRORS: ErrorShape = { status: (err) => err.status, body: (err) => err.toJSON() }
+
 /** The JSON response for an error, with `Retry-After` where it applies. */
-export function errorResponse(c: Context, err: ApiError): Response {
+export function errorResponse(c: Context, err: ApiError, shape: ErrorShape = NATIVE_ERRORS): Response {
   if (err.retryAfter !== undefined) c.header('Retry-After', String(err.retryAfter))
   if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer realm="because"')
   c.set('errorCode', err.code)
-  return c.json(err.toJSON(), err.status)
+  return c.json(shape.body(err), shape.status(err))
 }

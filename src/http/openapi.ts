@@ -4,6 +4,7 @@
  * a test fails when the committed file differs from what this produces.
  */
 import { stringify } from 'yaml'
+import { VERSION } from '../version.js'
 import type { App } from './app.js'
 
 export function openapiDocument(app: App) {
@@ -11,9 +12,9 @@ export function openapiDocument(app: App) {
     openapi: '3.1.0',
     info: {
       title: 'because',
-      version: '0.1.0',
+      version: VERSION,
       description:
-        'Classifies English text into one of six emotions (sadness, joy, love, anger, fear, surprise) with a small generative model that first writes a short reasoning, then the label. Errors are `{"error": {"code", "message"}}`.',
+        'Classifies English text into one of six emotions (sadness, joy, love, anger, fear, surprise) with a small generative model that first writes a short reasoning, then the label. Errors are `{"error": {"code", "message"}}`; under /v1/ (the OpenAI-compatible routes) they are OpenAI\'s `{"error": {"message", "type", "param", "code"}}`.',
     },
   })
 }

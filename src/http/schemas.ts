@@ -33,7 +33,7 @@ export const Timings = z
   .openapi('Timings')
 
 const modelField = z.string().optional().openapi({ description: 'Model id (see /readyz); the first configured model when absent.', example: 'emotion-qra-natural' })
-const timeoutField = z
+export const timeoutField = z
   .number()
   .int()
   .positive()
@@ -95,6 +95,35 @@ export const ReadyResponse = z
     threads: z.number().int(),
   })
   .openapi('Ready')
+
+export const ModelInfo = z
+  .object({
+    id: z.string().openapi({ example: 'emotion-qra-natural' }),
+    kind: z.enum(['qra', 'qa']).openapi({ description: 'qra: writes a reasoning, then the label; qa: the label alone.' }),
+    labels: z.array(z.string()).openapi({ description: 'The labels it chooses from, in the order of its scores.', example: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] }),
+    limits: z.object({
+      max_texts: z.number().int().openapi({ description: 'Texts per /classify request (--max-texts).' }),
+      max_text_chars: z.number().int().openapi({ description: 'Characters per text (--max-text-chars).' }),
+      max_input_tokens: z.number().int().openapi({ description: "Tokens per text after normalisation (the model's limit)." }),
+      max_reasoning_tokens: z.number().int().openapi({ description: 'Most reasoning tokens the model writes before its label.' }),
+    }),
+    dtype: z.string().openapi({ description: 'Weights type of the ONNX graph.', example: 'float32' }),
+    onnx_sha256: z.string().openapi({ description: 'sha256 of the ONNX file, as checked against the package manifest at start-up.' }),
+    calibration: z
+      .object({ method: z.literal('temperature'), temperature: z.number() })
+      .nullable()
+      .openapi({ description: 'How scores are calibrated: softmax of the label logits divided by the temperature; null: not calibrated (temperature 1).' }),
+    device: z.enum(['cpu', 'cuda']).openapi({ description: 'Where the model runs.' }),
+    execution_provider: z.enum(['CPUExecutionProvider', 'CUDAExecutionProvider']).openapi({ description: "ONNX Runtime's execution provider in use." }),
+  })
+  .openapi('ModelInfo')
+
+export const InfoResponse = z
+  .object({
+    version: z.string().openapi({ description: 'Version of the service (package.json).', example: '0.1.0' }),
+    models: z.array(ModelInfo).openapi({ description: 'Served models, in --models order; the first is the default.' }),
+  })
+  .openapi('Info')
 
 export const HealthResponse = z.object({ status: z.literal('ok') }).openapi('Health')
 

@@ -20,10 +20,24 @@ export interface ServedModel {
   id: string
   kind: 'qra' | 'qa'
   labels: readonly string[]
+  /** Tokens of each label's text (OpenAI's completion_tokens count the label's). */
+  labelTokenCounts: readonly number[]
   normalize: string
   maxInputTokens: number
+  maxReasoningTokens: number
   encoder: PromptEncoder
   engine: EngineHandle
+  /** What /info tells about the package and where it runs. */
+  card: ModelCard
+}
+
+export interface ModelCard {
+  dtype: string
+  /** Of the ONNX file, as verified against the manifest at start-up. */
+  onnxSha256: string
+  /** How the label scores are calibrated; null: plain softmax (temperature 1). */
+  calibration: { method: 'temperature'; temperature: number } | null
+  provider: 'cpu' | 'cuda'
 }
 
 export type ServiceLimits = Pick<Config, 'maxTexts' | 'maxTextChars' | 'maxBodyBytes' | 'timeoutMs'>

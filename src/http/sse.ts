@@ -6,11 +6,11 @@
  */
 import type { Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
-import type { SSEStreamingApi } from 'hono/streaming'
+import type { SSEMessage, SSEStreamingApi } from 'hono/streaming'
 
 /**
- * Frames written in the order they were sent, each `data` as one JSON value; frames sent before
- * `respond()` opened the stream wait for it.
+ * Frames written in the order they were sent; frames sent before `respond()` opened the stream
+ * wait for it.
  *
  * @example
  * ```ts
@@ -21,14 +21,24 @@ import type { SSEStreamingApi } from 'hono/streaming'
  */
 export class SseWriter {
   #stream: SSEStreamingApi | null = null
-  readonly #buffered: [event: string, data: unknown][] = []
+  readonly #buffered: SSEMessage[] = []
   #writes = Promise.resolve()
 
+  /** A named event whose `data` is one JSON value. */
   send(event: string, data: unknown): void {
+    this.#write({ event, data: JSON.stringify(data) })
+  }
+
+  /** An unnamed event (a `message` to the client) with `data` as given: OpenAI's framing. */
+  sendData(data: string): void {
+    this.#write({ data })
+  }
+
+  #write(message: SSEMessage): void {
     const stream = this.#stream
-    if (!stream) return void this.#buffered.push([event, data])
+    if (!stream) return void this.#buffered.push(message)
     // A failed write means the client went away; the request's abort signal handles that.
-    this.#writes = this.#writes.then(() => stream.writeSSE({ event, data: JSON.stringify(data) })).catch(() => {})
+    this.#writes = this.#writes.then(() => stream.writeSSE(message)).catch(() => {})
   }
 
   /** The streaming response: the frames sent so far, then those `body` sends; it ends after them. */
@@ -37,7 +47,7 @@ export class SseWriter {
     c.header('X-Accel-Buffering', 'no')
     return streamSSE(c, async (stream) => {
       this.#stream = stream
-      for (const [event, data] of this.#buffered.splice(0)) this.send(event, data)
+      for (const message of this.#buffered.splice(0)) this.#write(message)
       await body()
       await this.#writes
     })

@@ -5,9 +5,9 @@
  *   The happy path (reasoning growing over time, label, six bars, highlights), the empty message,
  *   queueing, keyboard use, the phone width, 422, 429, the API-key flow, and an unreachable
  *   service (the browser refuses the connection via page.route, then Retry reaches the service).
- * - "against a fake service" (fake-service.ts): only failures the real service cannot be made to
- *   produce on demand: a connection cut mid-stream, a 500, an `error` event mid-stream, and a
- *   stream slow enough to press Stop.
+ * - "against a fake service" (fake-service.ts): only what the real service cannot be made to
+ *   produce on demand: a connection cut mid-stream, a 500, an `error` event mid-stream, a stream
+ *   slow enough to press Stop, and an /info that fails or lists the labels in another order.
  *
  * Without Chromium every test here is reported as skipped, with the reason in its suite's name.
  */
@@ -372,6 +372,33 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
     expect(await notice.locator('.notice-detail').textContent()).toBe('deadline passed.')
     expect(await page.locator('.answer').getAttribute('data-state')).toBe('failed')
     expect(await notice.getByRole('button', { name: 'Retry' }).count()).toBe(1)
+    await page.close()
+  })
+
+  it("lists the scores in the order /info gives the model's labels", async () => {
+    fake.labels = [...LABELS].reverse()
+    try {
+      const { page } = await openChat(browser!.context, fake.url)
+      await expect.poll(() => fake.requests.some((r) => r.path === '/info')).toBe(true)
+      await send(page, 'I feel lucky')
+      const answer = await finishedAnswer(page)
+      expect(answer.names).toEqual([...LABELS].reverse())
+      expect(await page.locator('#info-error').isHidden()).toBe(true)
+      await page.close()
+    } finally {
+      fake.labels = [...LABELS]
+    }
+  })
+
+  it('says so when /info cannot be read, and tries again until it can', async () => {
+    fake.labels = null
+    const { page } = await openChat(browser!.context, fake.url)
+    const error = page.locator('#info-error')
+    await error.waitFor()
+    expect(await error.textContent()).toBe('Could not load the emotions this model knows from /info (HTTP 503); trying again…')
+    await screenshot(page, 'fake-info-error')
+    fake.labels = [...LABELS]
+    await error.waitFor({ state: 'hidden', timeout: 10_000 })
     await page.close()
   })
 

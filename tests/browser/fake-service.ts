@@ -2,8 +2,8 @@
  * @module
  * A stand-in for the service, for the error paths the real one cannot be made to produce on
  * demand: a connection cut mid-stream, a 500, an `event: error` after the stream started, a stream
- * slow enough to press Stop on. It serves the real src/page/index.html and speaks the same
- * /explain and /readyz contract. Everything the real service can do is tested against the real
+ * slow enough to press Stop on, an /info that fails. It serves the real src/page/index.html and
+ * speaks the same /explain, /readyz and /info contract. Everything the real service can do is tested against the real
  * service (chat.test.ts).
  */
 import { readFileSync } from 'node:fs'
@@ -35,11 +35,14 @@ export interface FakeService {
   script(...behaviours: Behaviour[]): void
   /** When set, /explain answers 401 unless `Authorization: Bearer <requireKey>` comes with it. */
   requireKey: string | null
+  /** What GET /info lists as the model's labels; null: /info answers 503. */
+  labels: string[] | null
   requests: RecordedRequest[]
   close(): Promise<void>
 }
 
 export const DEFAULT_DELTAS = ['the', ' words', ' "', 'feel', ' lucky', '"', ' carry', ' joy']
+const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
 const SCORES = { sadness: 0.02, joy: 0.9, love: 0.03, anger: 0.01, fear: 0.02, surprise: 0.02 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -63,6 +66,7 @@ export async function startFakeService(): Promise<FakeService> {
     url: '',
     script: (...behaviours) => pending.push(...behaviours),
     requireKey: null,
+    labels: [...LABELS],
     requests,
     close: () =>
       new Promise<void>((resolve) => {
@@ -76,6 +80,14 @@ export async function startFakeService(): Promise<FakeService> {
     requests.push({ method: req.method ?? '', path, authorization: req.headers.authorization, body })
     if (req.method === 'GET' && path === '/') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(html)
+    } else if (req.method === 'GET' && path === '/info') {
+      if (fake.labels === null) {
+        res.writeHead(503, { 'Content-Type': 'application/json' })
+        res.end(JSON.stringify({ error: { code: 'not_ready', message: 'not ready' } }))
+        return
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' })
+      res.end(JSON.stringify({ version: 'fake', models: [{ id: 'fake-model', kind: 'qra', labels: fake.labels }] }))
     } else if (req.method === 'GET' && path === '/readyz') {
       res.writeHead(200, { 'Content-Type': 'application/json' })
       res.end(JSON.stringify({ status: 'ready', models: [{ id: 'fake-model', kind: 'qra' }] }))

@@ -19,7 +19,6 @@ export interface SseEvent {
   data: string
 }
 export interface BecauseCore {
-  LABELS: string[]
   normalize(text: string): string
   normalizeWithMap(text: string): { text: string; starts: number[]; ends: number[] }
   quotedSpans(reasoning: string): { start: number; end: number; phrase: string }[]

@@ -116,8 +116,11 @@ describe('503 not ready (fake engine)', () => {
     id: 'm',
     kind: 'qra',
     labels: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'],
+    labelTokenCounts: [1, 1, 1, 1, 1, 1],
     normalize: 'lower-alnum-v1',
     maxInputTokens: 128,
+    maxReasoningTokens: 64,
+    card: { dtype: 'float32', onnxSha256: '0'.repeat(64), calibration: null, provider: 'cpu' },
     encoder: { encode: (t: string) => ({ ids: [0, 5, 3], numTextTokens: 1, normalized: t }) } as never,
     engine: {
       ready: false,

@@ -21,9 +21,21 @@ describe('openapi.yaml', () => {
 
   it('describes every route and every error code', () => {
     const doc = parse(generated) as { paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, any> } }
-    expect(Object.keys(doc.paths).sort()).toEqual(['/', '/classify', '/explain', '/healthz', '/metrics', '/openapi.yaml', '/readyz'])
+    expect(Object.keys(doc.paths).sort()).toEqual(['/', '/classify', '/explain', '/healthz', '/info', '/metrics', '/openapi.yaml', '/readyz', '/v1/chat/completions', '/v1/models'])
     expect(doc.components.schemas.Error.properties.error.properties.code.enum).toEqual(Object.keys(ERROR_STATUS))
     const classify = doc.paths['/classify']!.post as { responses: Record<string, unknown> }
     expect(Object.keys(classify.responses).sort()).toEqual(['200', '400', '401', '413', '415', '422', '429', '500', '503', '504'])
+  })
+
+  it('gives the OpenAI-compatible routes OpenAI error bodies, statuses and both response forms', () => {
+    const doc = parse(generated) as { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, any> } }
+    const chat = doc.paths['/v1/chat/completions']!.post
+    expect(Object.keys(chat.responses).sort()).toEqual(['200', '400', '401', '404', '413', '415', '429', '500', '503', '504'])
+    for (const [status, r] of Object.entries<any>(chat.responses)) {
+      if (status !== '200') expect(r.content['application/json'].schema.$ref, status).toBe('#/components/schemas/OpenAIError')
+    }
+    expect(Object.keys(chat.responses['200'].content).sort()).toEqual(['application/json', 'text/event-stream'])
+    expect(doc.components.schemas.OpenAIError.properties.error.properties.code.enum).toEqual(Object.keys(ERROR_STATUS))
+    expect(Object.keys(doc.components.schemas.ChatCompletion.properties.choices.items.properties.message.properties)).toContain('scores')
   })
 })

@@ -4,18 +4,17 @@
  * stream of Server-Sent Events.
  */
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi'
-import type { Context, MiddlewareHandler } from 'hono'
 import type { Logger } from 'pino'
 import type { SequenceResult } from '../../engine/types.js'
 import type { EncodedPrompt } from '../../model/tokenizer.js'
 import type { Metrics } from '../../obs/metrics.js'
-import { ApiError, toApiError } from '../errors.js'
 import { strictJsonBody } from '../middleware/json-body.js'
+import { refuseWhileDraining } from '../middleware/refuse-while-draining.js'
 import { ClassifyBatchResponse, ClassifyRequest, ClassifySingleResponse, ExplainRequest, ExplainResponse, SSE_DESCRIPTION } from '../schemas.js'
 import type { ServedModel, Service } from '../service.js'
 import { SseWriter } from '../sse.js'
+import { scoresByLabel, settleStream, submit } from '../submit.js'
 import { validateClassify, validateExplain } from '../validate.js'
-import type { ValidRequest } from '../validate.js'
 import { rejectInvalid } from '../validation-hook.js'
 import { UNAUTHORIZED, errorBody, jsonBody } from './responses.js'
 
@@ -70,39 +69,15 @@ type Result = z.infer<typeof ClassifySingleResponse>
 function resultBody(model: ServedModel, prompt: EncodedPrompt, r: SequenceResult) {
   return {
     label: model.labels[r.labelIndex]! as Result['label'],
-    scores: Object.fromEntries(model.labels.map((l, k) => [l, r.scores[k]!])) as Result['scores'],
+    scores: scoresByLabel(model, r.scores) as Result['scores'],
     reasoning: r.reasoning,
     usage: { input_tokens: prompt.numTextTokens, reasoning_tokens: r.numReasoningTokens },
   }
 }
 
-function submit(valid: ValidRequest, c: Context, onDelta?: (index: number, delta: string) => void) {
-  // Sizes for the access log; never the texts themselves.
-  c.set('inference', {
-    model: valid.model.id,
-    texts: valid.prompts.length,
-    chars: valid.prompts.reduce((n, p) => n + p.normalized.length, 0),
-    tokens: valid.prompts.reduce((n, p) => n + p.numTextTokens, 0),
-  })
-  return valid.model.engine.submit(
-    valid.prompts.map((p) => p.ids),
-    { deadline: valid.deadline, signal: c.req.raw.signal, ...(onDelta ? { onDelta } : {}) },
-  )
-}
-
-/** After SIGTERM: no new inference (a load balancer retries elsewhere), and connections close. */
-const refuseWhileDraining = (service: Service): MiddlewareHandler =>
-  async function refuseWhileDraining(c, next) {
-    if (service.lifecycle?.draining) {
-      c.header('Connection', 'close')
-      throw new ApiError('shutting_down', 'the server is shutting down; retry on another instance', 1)
-    }
-    await next()
-  }
-
 export function inferenceRoutes({ service, logger, metrics }: { service: Service; logger: Logger; metrics?: Metrics | undefined }) {
   const app = new OpenAPIHono()
-  for (const route of [classifyRoute, explainRoute]) app.use(route.path, refuseWhileDraining(service), strictJsonBody())
+  for (const route of [classifyRoute, explainRoute]) app.use(route.path, refuseWhileDraining(service.lifecycle), strictJsonBody())
 
   app.openapi(
     classifyRoute,
@@ -129,19 +104,18 @@ export function inferenceRoutes({ service, logger, metrics }: { service: Service
       const sse = new SseWriter()
       const pending = submit(valid, c, (_i, delta) => sse.send('reasoning', { delta }))
       pending.catch(() => {}) // handled below, once the stream is open
-      return sse.respond(c, async () => {
-        try {
-          const [r] = await pending
-          const body = resultBody(model, valid.prompts[0]!, r!)
-          sse.send('label', { label: body.label, scores: body.scores })
-          sse.send('done', { model: model.id, reasoning: body.reasoning, usage: body.usage, timings: r!.timings })
-        } catch (e) {
-          const err = toApiError(e)
-          if (err.code !== 'client_closed_request') logger.warn({ req_id: c.get('requestId'), code: err.code }, 'stream failed')
-          metrics?.rejections.inc({ reason: err.code })
-          sse.send('error', err.toJSON())
-        }
-      }) as unknown as ReturnType<typeof c.json<z.infer<typeof ExplainResponse>, 200>>
+      return sse.respond(c, () =>
+        settleStream(
+          pending,
+          { c, logger, metrics },
+          ([r]) => {
+            const body = resultBody(model, valid.prompts[0]!, r!)
+            sse.send('label', { label: body.label, scores: body.scores })
+            sse.send('done', { model: model.id, reasoning: body.reasoning, usage: body.usage, timings: r!.timings })
+          },
+          (err) => sse.send('error', err.toJSON()),
+        ),
+      ) as unknown as ReturnType<typeof c.json<z.infer<typeof ExplainResponse>, 200>>
     },
     rejectInvalid(ExplainRequest),
   )

@@ -1,0 +1,9 @@
+/**
+ * @module
+ * The service's version: package.json's, read once, so that a release is numbered in one place.
+ */
+import { readFileSync } from 'node:fs'
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+
+export const VERSION: string = pkg.version

@@ -1,0 +1,89 @@
+/**
+ * GET /info over real HTTP against the real model packages: what it reports is what package.json,
+ * the manifests, the files and the configuration say. Plus an uncalibrated model through
+ * `app.request()` with a fake engine.
+ */
+import { readFileSync } from 'node:fs'
+import { pino } from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from '../../src/http/app.js'
+import type { ServedModel } from '../../src/http/service.js'
+import { readManifest, sha256File } from '../../src/model/manifest.js'
+import type { RunningService } from '../../src/server.js'
+import { LABELS, QA, QRA, post, startTestService } from '../support/service.js'
+
+const KEY = 'info-test-key'
+let svc: RunningService
+let url: string
+
+beforeAll(async () => {
+  svc = await startTestService({ models: [QRA, QA], apiKeys: [KEY], maxTexts: 7, maxTextChars: 300 })
+  url = svc.url
+})
+afterAll(() => svc?.close())
+
+interface Info {
+  version: string
+  models: Record<string, any>[]
+}
+
+describe('GET /info', () => {
+  it('is served without the API key the inference routes need', async () => {
+    expect((await post(`${url}/classify`, { text: 'hi' })).status).toBe(401)
+    const res = await fetch(`${url}/info`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/)
+  })
+
+  it("reports package.json's version and each model's manifest facts, file hash, limits and runtime", async () => {
+    const info = (await (await fetch(`${url}/info`)).json()) as Info
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
+    expect(info.version).toBe(pkg.version)
+    expect(info.models.map((m) => m.id)).toEqual(['emotion-qra-natural', 'emotion-qa-natural'])
+    for (const [i, dir] of [QRA, QA].entries()) {
+      const manifest = await readManifest(dir)
+      const sha = await sha256File(`${dir}/${manifest.onnx.file}`)
+      expect(info.models[i]).toEqual({
+        id: manifest.id,
+        kind: manifest.kind,
+        labels: [...LABELS],
+        limits: {
+          max_texts: 7,
+          max_text_chars: 300,
+          max_input_tokens: manifest.limits.max_input_tokens,
+          max_reasoning_tokens: manifest.limits.max_reasoning_tokens,
+        },
+        dtype: 'float32',
+        onnx_sha256: sha,
+        calibration: { method: 'temperature', temperature: manifest.calibration!.temperature },
+        device: 'cpu',
+        execution_provider: 'CPUExecutionProvider',
+      })
+    }
+    expect(info.models.map((m) => m.kind)).toEqual(['qra', 'qa'])
+  })
+})
+
+describe('GET /info for an uncalibrated model (fake engine)', () => {
+  const model: ServedModel = {
+    id: 'm',
+    kind: 'qa',
+    labels: ['a', 'b'],
+    labelTokenCounts: [1, 2],
+    normalize: 'none',
+    maxInputTokens: 16,
+    maxReasoningTokens: 0,
+    encoder: {} as never,
+    engine: { ready: true, submit: () => Promise.resolve([]) },
+    card: { dtype: 'float32', onnxSha256: 'ab'.repeat(32), calibration: null, provider: 'cuda' },
+  }
+  const app = createApp({
+    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000 }, runtime: { device: 'auto', provider: 'cuda', threads: 1 } },
+    logger: pino({ level: 'silent' }),
+  })
+
+  it('reports calibration null, its own labels, and the CUDA provider', async () => {
+    const info = (await (await app.request('/info')).json()) as Info
+    expect(info.models[0]).toMatchObject({ labels: ['a', 'b'], calibration: null, device: 'cuda', execution_provider: 'CUDAExecutionProvider' })
+  })
+})
