@@ -5,11 +5,4 @@ a reasoning for every (text, gold label) pair, and the classifier learns text ->
 (Q->RA) next to the label-only baseline (Q->A).
 """
 
-import sys
-
 LABELS: tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")
-
-
-def log(msg: str) -> None:
-    """Progress and results for the person running a stage: one line on stderr, flushed at once."""
-    print(msg, file=sys.stderr, flush=True)

@@ -1,11 +1,162 @@
-"""Command line: `python -m because_train <stage> --config FILE [--seed N] [--set key=value ...]`."""
+"""Command line: `python -m because_train <stage> --config FILE [--seed N] [--set key=value ...]`.
+
+`because_train <stage> --help` lists the configuration keys that stage reads, with their defaults.
+"""
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
-from because_train.config import Config, load_config
+from because_train.config import Config, as_dict, config_keys, load_config
+from because_train.console import setup_logging
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "training/configs/emotion-natural.toml"
+
+# What each stage does, and the configuration keys it reads (a table's name, e.g. `train`, stands for
+# every key in it). `<stage> --help` lists the keys from here; the tests check each exists in Config.
+PIPELINE: dict[str, tuple[str, tuple[str, ...]]] = {  # the stages `pipeline` runs, in order
+    "data": ("load and check the labelled data", ("run_dir", "seed", "data")),
+    "rgen": ("stage 1: write a reasoning for every row", ("run_dir", "seed", "model.normalize", "rgen")),
+    "augment": ("stage 2: join rows and reasonings", ("run_dir", "rgen.backend")),
+    "train": (
+        "train the Q->RA classifier and the Q->A baseline",
+        (
+            "run_dir",
+            "seed",
+            "model.base",
+            "model.normalize",
+            "model.vocab_size",
+            "model.max_input_tokens",
+            "model.max_reasoning_tokens",
+            "model.lora_r",
+            "train",
+        ),
+    ),
+    "export": (
+        "export ONNX model packages into models/",
+        (
+            "name",
+            "run_dir",
+            "models_dir",
+            "card_notes",
+            "seed",
+            "data",
+            "model.base",
+            "model.normalize",
+            "model.label_scores_at",
+            "model.max_input_tokens",
+            "model.max_reasoning_tokens",
+            "export",
+        ),
+    ),
+    "report": (
+        "Q->A and Q->RA side by side",
+        ("name", "run_dir", "models_dir", "report_dir", "seed", "model.normalize"),
+    ),
+}
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **PIPELINE,
+    "card": (
+        "rewrite the packages' model cards from their manifests and card_notes",
+        ("name", "models_dir", "card_notes"),
+    ),
+    "pipeline": (
+        "every stage in order (each resumes where it stopped)",
+        tuple(dict.fromkeys(k for _, keys in PIPELINE.values() for k in keys)),
+    ),
+}
+KINDS = ("qra", "qa", "both")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag shows its default; a flag without one (None) says in its own help what happens when
+    it is left out. The key table in the epilog keeps its columns."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def keys_epilog(keys: tuple[str, ...]) -> str:
+    """The configuration keys a stage reads, one a line with its built-in default."""
+    if not keys:
+        return "configuration keys read: none (the package's manifest.json describes the model)"
+    rows = {k: json.dumps(v) for key in keys for k, v in config_keys(key)}  # a key once, first place kept
+    width = max(map(len, rows)) + 2
+    head = "configuration keys read (set in --config or by --set; the built-in defaults shown):"
+    return "\n".join([head] + [f"  {k:<{width}}{v}" for k, v in rows.items()])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    verbosity = common.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
+
+    parser = argparse.ArgumentParser(prog="because_train", description=__doc__, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for stage, (helptext, keys) in STAGES.items():
+        p = sub.add_parser(
+            stage,
+            help=helptext,
+            description=helptext,
+            epilog=keys_epilog(keys),
+            parents=[common],
+            formatter_class=HelpFormatter,
+        )
+        p.add_argument(
+            "--config",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
+            help="TOML configuration (relative paths inside it are from the repository root)",
+        )
+        p.add_argument(
+            "--seed",
+            type=int,
+            help=f"override the config's `seed` (default: the config's; built in: {Config().seed})",
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set train.epochs=3; VALUE is read as JSON where it parses, "
+            "else as a string; repeatable (default: no overrides)",
+        )
+        if stage in ("train", "export", "card"):
+            p.add_argument(
+                "--kind",
+                choices=KINDS,
+                default="both",
+                help="qra: the text -> reasoning, label classifier; qa: the label-only baseline",
+            )
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a model package on a split file",
+        description="Evaluate a model package on a split file, decoding it exactly as the service does.",
+        epilog=keys_epilog(()),
+        parents=[common],
+        formatter_class=HelpFormatter,
+    )
+    ev.add_argument(
+        "--model", required=True, help="a model package folder, e.g. models/emotion-qra-natural (required)"
+    )
+    ev.add_argument("--data", required=True, help="a JSONL/CSV/parquet file of {text, label} (required)")
+    ev.add_argument("--limit", type=int, default=0, help="first N rows only; 0 reads all")
+    ev.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
+    ev.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads; 0 lets it choose")
+    ev.add_argument("--predictions-out", help="write one JSON line per row here (default: not written)")
+    ev.add_argument(
+        "--ungrounded",
+        action="store_true",
+        help="let quotes stray from the input (measures what grounded quoting changes)",
+    )
+    ev.add_argument("--confusion-png", help="write the confusion matrix as PNG here (default: not written)")
+    return parser
 
 
 def _value(text: str) -> Any:
@@ -31,44 +182,16 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="because_train", description=__doc__)
-    sub = parser.add_subparsers(dest="stage", required=True)
-    for stage, helptext in [
-        ("data", "load and check the labelled data"),
-        ("rgen", "stage 1: write a reasoning for every row"),
-        ("augment", "stage 2: join rows and reasonings"),
-        ("train", "train the Q->RA classifier and the Q->A baseline"),
-        ("export", "export ONNX model packages into models/"),
-        ("report", "Q->A and Q->RA side by side"),
-        ("card", "rewrite the packages' model cards from their manifests and card_notes"),
-        ("pipeline", "every stage in order (each resumes where it stopped)"),
-    ]:
-        p = sub.add_parser(stage, help=helptext)
-        p.add_argument("--config", default="training/configs/emotion-natural.toml")
-        p.add_argument("--seed", type=int)
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
-        if stage in ("train", "export", "card"):
-            p.add_argument("--kind", choices=["qra", "qa", "both"], default="both")
-    ev = sub.add_parser("evaluate", help="evaluate a model package on a split file")
-    ev.add_argument("--model", required=True, help="a model package folder, e.g. models/emotion-qra-natural")
-    ev.add_argument("--data", required=True, help="a JSONL/CSV/parquet file of {text, label}")
-    ev.add_argument("--limit", type=int, default=0, help="first N rows only")
-    ev.add_argument("--batch-size", type=int, default=64)
-    ev.add_argument("--threads", type=int, default=0)
-    ev.add_argument("--predictions-out", help="write one JSON line per row")
-    ev.add_argument(
-        "--ungrounded",
-        action="store_true",
-        help="let quotes stray from the input (measures what grounded quoting changes)",
-    )
-    ev.add_argument("--confusion-png", help="write the confusion matrix as PNG")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
 
     if args.stage == "evaluate":
         from because_train.evaluate import evaluate_cli
 
+        log.debug(f"evaluate: model {args.model}, data {args.data}")
         return evaluate_cli(args)
     config = _config(args)
+    log.debug(f"{args.stage}: config {args.config} -> {json.dumps(as_dict(config))}")
     from because_train import stages
 
     kinds = ["qra", "qa"] if getattr(args, "kind", "both") == "both" else [args.kind]

@@ -193,3 +193,33 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Co
 
 def as_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def config_keys(key: str) -> list[tuple[str, Any]]:
+    """The keys a dotted `key` stands for, each with its default: a value gives itself, a table all
+    of its keys (`train` -> `train.epochs`, ...), and an array of tables its item's keys
+    (`data.sources` -> `data.sources[].name`, ...). KeyError when Config has no such key."""
+    node: Any = Config()
+    path = ""
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            raise KeyError(key)
+        path = f"{path}.{part}" if path else part
+        if part in LIST_ITEMS:
+            node, path = LIST_ITEMS[part](), path + "[]"
+        else:
+            node = getattr(node, part)
+    return _leaves(path, node)
+
+
+def _leaves(path: str, node: Any) -> list[tuple[str, Any]]:
+    if not dataclasses.is_dataclass(node):
+        return [(path, node)]
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(node):
+        sub = f"{path}.{f.name}" if path else f.name
+        if f.name in LIST_ITEMS:
+            out += _leaves(sub + "[]", LIST_ITEMS[f.name]())
+        else:
+            out += _leaves(sub, getattr(node, f.name))
+    return out

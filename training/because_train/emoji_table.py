@@ -7,11 +7,14 @@ copied into every model package so that training and the service read one table.
 """
 
 import json
+import logging
 import sys
 import unicodedata
 
-from because_train import log
+from because_train.console import setup_logging
 from because_train.normalize import EMOJI_TABLE
+
+log = logging.getLogger("because_train.emoji_table")  # not __name__: run as __main__
 
 RANGES = ((0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
 SKIP = (range(0x1F1E6, 0x1F200), range(0x1F3FB, 0x1F400))  # flag letters, skin tones
@@ -53,11 +56,12 @@ def build() -> dict[str, object]:
 
 
 def main() -> int:
+    setup_logging()
     EMOJI_TABLE.parent.mkdir(parents=True, exist_ok=True)
     EMOJI_TABLE.write_text(
         json.dumps(build(), ensure_ascii=False, indent=0, sort_keys=True) + "\n", encoding="utf-8"
     )
-    log(f"wrote {EMOJI_TABLE}")
+    log.info(f"wrote {EMOJI_TABLE}")
     return 0
 
 

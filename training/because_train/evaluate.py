@@ -2,16 +2,19 @@
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from because_train import log
+from because_train.console import Progress
 from because_train.data import load_labelled
 from because_train.decode import Decoded, decode_batch
 from because_train.metrics import classification_metrics, expected_calibration_error, quoted_phrases
 from because_train.normalize import normalize
 from because_train.package import Package, PackageError, load_package
+
+log = logging.getLogger(__name__)
 
 
 def predict(
@@ -34,6 +37,7 @@ def predict(
     order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
     out: dict[int, Decoded] = {}
     t0 = time.time()
+    meter = Progress(log, "evaluate", len(texts), unit="row", enabled=progress)
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         decoded = decode_batch(
@@ -51,8 +55,9 @@ def predict(
             scores_at_first_label=pkg.scores_at_first_label,
         )
         out.update(zip(idx, decoded, strict=True))
-        if progress:
-            log(f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)")
+        meter.update(len(out))
+        meter.line(f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)")
+    meter.close()
     return [(out[i], len(text_ids[i])) for i in range(len(texts))]
 
 
@@ -159,7 +164,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded
         )
     except (PackageError, ValueError, OSError) as e:
-        log(f"evaluate: {e}")
+        log.error(f"evaluate: {e}")
         return 1
     labels = pkg.manifest["labels"]
     print(

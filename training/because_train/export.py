@@ -6,6 +6,7 @@ the KV cache against one full forward pass.
 """
 
 import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from because_train import LABELS, log
+from because_train import LABELS
 from because_train.calibrate import calibrate
 from because_train.config import Config, as_dict
 from because_train.metrics import classification_metrics
@@ -22,6 +23,8 @@ from because_train.normalize import EMOJI_TABLE
 from because_train.provenance import code_commit, sha256_file
 from because_train.runtime import KVWrapper, empty_past, onnx_forward, onnx_session
 from because_train.sequences import PromptSpec
+
+log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-4
 SLICE = 200  # float32 logits of order 10; ONNX Runtime fuses ops in another order than PyTorch
@@ -153,7 +156,7 @@ def export(config: Config, kind: str) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     parity = write_onnx(config, kind, model, spec, out)
-    log(f"export {package_id}: parity {parity}")
+    log.info(f"export {package_id}: parity {parity}")
     write_model_files(config, model, spec, out)
     manifest = build_manifest(config, kind, package_id, model, spec, ckpt, parity)
     _write_manifest(out, manifest)
@@ -168,7 +171,7 @@ def export(config: Config, kind: str) -> Path:
         f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
         for n, m in per_source.items()
     )
-    log(f"export {package_id}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
+    log.info(f"export {package_id}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
     return out
 
 
@@ -392,7 +395,7 @@ def evaluate_sources(config: Config, pkg: Any) -> tuple[dict[str, dict[str, Any]
             "ungrounded": {k: free[k] for k in ("accuracy", "macro_f1", "quotes", "quotes_grounded")},
         }
         rows += [{**p, "source": src.name} for p in predictions]
-        log(
+        log.info(
             f"export {pkg.id}: {src.name}: accuracy {metrics['accuracy']:.4f} (ungrounded {free['accuracy']:.4f}), "
             f"quotes in input {metrics['quotes_grounded']:.4f} (ungrounded {free['quotes_grounded']:.4f})"
         )
@@ -404,7 +407,7 @@ def rewrite_card(config: Config, kind: str) -> Path:
     run more often than the model does); the manifest's file hashes follow."""
     out = config.path(config.models_dir) / config.name.replace("{kind}", kind)
     _write_card(config, out, json.loads((out / "manifest.json").read_text()))
-    log(f"card: {out / 'MODEL_CARD.md'}")
+    log.info(f"card: {out / 'MODEL_CARD.md'}")
     return out
 
 

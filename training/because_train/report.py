@@ -4,14 +4,17 @@ Beside them, a TF-IDF + logistic-regression classifier trained on the same train
 the same way) and scored on the same validation rows: the line a small neural model has to clear.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from because_train import LABELS, log
+from because_train import LABELS
 from because_train.config import Config
 from because_train.data import read_jsonl
 from because_train.metrics import classification_metrics
 from because_train.normalize import normalize
+
+log = logging.getLogger(__name__)
 
 # Published elsewhere; shown for scale, never mixed with this project's numbers.
 REFERENCES = [
@@ -106,7 +109,7 @@ def report(config: Config, out_dir: Path | None = None) -> Path:
     ]
     (out_dir / "report.md").write_text("\n".join(lines))
     _figure(rows, baseline, out_dir / "report.png")
-    log(f"report: {out_dir / 'report.md'}")
+    log.info(f"report: {out_dir / 'report.md'}")
     return out_dir / "report.md"
 
 

@@ -2,16 +2,20 @@
 
 import dataclasses
 import hashlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from because_train import LABELS, log
+from because_train import LABELS
 from because_train.config import Config, SourceConfig, as_dict
+from because_train.console import Progress
 from because_train.data import DataError, LoadCounts, Row, load_labelled, read_jsonl, write_jsonl
 from because_train.normalize import lower_alnum_v1, normalize
 from because_train.provenance import write_provenance
 from because_train.rgen import ReasoningGenerator, RgenItem
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation")
 
@@ -80,7 +84,7 @@ def data(config: Config) -> Path:
                 for i, r in enumerate(rows)
             ]
             per_source[src.name][split] = counts
-            log(
+            log.info(
                 f"data: {src.name} {split}: {len(rows)} rows ({counts['labelled']} labelled, "
                 f"{counts['mapped']} mapped; skipped {counts['no_label']} without a label, "
                 f"{counts['unmapped']} with an unmapped emotion, {counts['conflicting']} conflicting)"
@@ -92,7 +96,7 @@ def data(config: Config) -> Path:
                 )
     for split in SPLITS:
         write_jsonl(out / f"{split}.jsonl", records[split])
-        log(f"data: {split}: {len(records[split])} rows")
+        log.info(f"data: {split}: {len(records[split])} rows")
     settings = {**as_dict(config.data), "counts": per_source, "seed": config.seed}
     write_provenance(out / "provenance.json", "data", _inputs(config), settings)
     return out
@@ -113,7 +117,7 @@ def make_generator(config: Config, train_items: list[RgenItem]) -> ReasoningGene
         gen = EvidenceReasoningGenerator(config.rgen.evidence, config.seed, LABELS)
         t = time.time()
         gen.fit(train_items)
-        log(
+        log.info(
             f"rgen: evidence teachers fitted in {time.time() - t:.0f}s, cross-fit accuracy {gen.stats['teacher_cross_fit_accuracy']:.4f}"
         )
         return gen
@@ -136,7 +140,7 @@ def rgen(config: Config) -> Path:
     out = config.run / "rgen"
     todo = [s for s in SPLITS if not (out / f"{s}.jsonl").exists()]
     if not todo:
-        log("rgen: outputs exist, skipping (delete training/runs/<name>/rgen to redo)")
+        log.info("rgen: outputs exist, skipping (delete training/runs/<name>/rgen to redo)")
         return out
     train_items = _items(config, "train")
     gen = make_generator(config, train_items)
@@ -144,9 +148,11 @@ def rgen(config: Config) -> Path:
         items = train_items if split == "train" else _items(config, split)
         reasonings: list[str] = []
         t = time.time()
-        for s in range(0, len(items), 1000):
-            reasonings += gen.generate(items[s : s + 1000])
-            log(f"rgen: {split} {len(reasonings)}/{len(items)} ({time.time() - t:.0f}s)")
+        with Progress(log, f"rgen: {split}", len(items), unit="row") as meter:
+            for s in range(0, len(items), 1000):
+                reasonings += gen.generate(items[s : s + 1000])
+                meter.update(len(reasonings))
+                meter.line(f"rgen: {split} {len(reasonings)}/{len(items)} ({time.time() - t:.0f}s)")
         write_jsonl(
             out / f"{split}.jsonl",
             ({"key": it.key, "reasoning": r} for it, r in zip(items, reasonings, strict=True)),
@@ -189,7 +195,7 @@ def augment(config: Config) -> Path:
                 for r in rows
             ),
         )
-        log(f"augment: {split}: {len(rows)} rows")
+        log.info(f"augment: {split}: {len(rows)} rows")
     inputs: dict[str, str | Path] = {}
     for s in SPLITS:
         inputs[f"data_{s}"] = config.run / "data" / f"{s}.jsonl"

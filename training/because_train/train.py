@@ -6,6 +6,7 @@ the same greedy decoding the service runs, and keeps the best epoch in best.pt.
 """
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from because_train import LABELS, log
+from because_train import LABELS
 from because_train.config import Config, as_dict
+from because_train.console import Progress
 from because_train.data import read_jsonl
 from because_train.decode import decode_batch
 from because_train.metrics import classification_metrics
@@ -45,6 +47,8 @@ from because_train.tokenizer import (
     train_bpe,
 )
 
+log = logging.getLogger(__name__)
+
 LABEL_TEXTS = [" " + label for label in LABELS]
 
 
@@ -57,7 +61,7 @@ def build_tokenizer(config: Config, augmented: Path) -> Path:
     max_length = config.model.max_input_tokens + config.model.max_reasoning_tokens + 8
     if scratch_size(config.model.base) is None:
         prepare_hub_tokenizer(config.model.base, out, max_length)
-        log(f"tokenizer: {config.model.base}'s own, markers added -> {out}")
+        log.info(f"tokenizer: {config.model.base}'s own, markers added -> {out}")
         return out
     from because_train.normalize import normalize
 
@@ -67,7 +71,7 @@ def build_tokenizer(config: Config, augmented: Path) -> Path:
     ]
     tok = train_bpe(corpus, config.model.vocab_size)
     save_hf_files(tok, out, max_length)
-    log(f"tokenizer: {tok.get_vocab_size()} tokens -> {out}")
+    log.info(f"tokenizer: {tok.get_vocab_size()} tokens -> {out}")
     return out
 
 
@@ -171,6 +175,7 @@ def evaluate_model(
     forced = 0
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
     by_index: dict[int, int] = {}
+    meter = Progress(log, f"[{kind}] validation", len(examples), unit="row")
     for s in range(0, len(order), 128):
         idx = order[s : s + 128]
         out = decode_batch(
@@ -186,6 +191,8 @@ def evaluate_model(
         for i, d in zip(idx, out, strict=True):
             by_index[i] = d.label
             forced += d.forced
+        meter.update(len(by_index))
+    meter.close()
     preds = [by_index[i] for i in range(len(examples))]
     model.train()
     metrics = classification_metrics([e.label for e in examples], preds, list(LABELS))
@@ -270,7 +277,7 @@ def resume(
     load_trainable(model, ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     state = ckpt["state"]
-    log(
+    log.info(
         f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})"
     )
     return state, np.random.default_rng(config.seed + state["epoch"])
@@ -363,7 +370,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     model, hub = build_model(config, spec, tokenizer_dir, max(len(e.ids) for e in train_ex), device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    log(
+    log.info(
         f"[{kind}] {count_parameters(model) / 1e6:.2f}M parameters "
         f"({sum(p.numel() for p in params) / 1e6:.2f}M trained), "
         f"{len(train_ex)} train / {len(val_ex)} validation rows, "
@@ -380,6 +387,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         epoch = state["epoch"] + 1
         plan = batches(train_ex, t.batch_size, rng)
         t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
+        meter = Progress(log, f"[{kind}] epoch {epoch}/{t.epochs}", len(plan), unit="step")
         for k, idx in enumerate(plan):
             ids, mask, w = (x.to(device) for x in collate(train_ex, idx, spec.specials["pad"], weights))
             lr = cosine_lr(state["step"], total, t.lr, t.min_lr, t.warmup_steps)
@@ -387,19 +395,23 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             state["step"] += 1
             tokens += int(mask.sum())
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
+            el = time.time() - t0
+            meter.update(
+                k + 1, f"loss {loss_sum / loss_n:.4f} lr {lr:.2e} {tokens / max(el, 1e-9):,.0f} tok/s"
+            )
             if (k + 1) % 50 == 0 or k + 1 == len(plan):
-                el = time.time() - t0
-                log(
+                meter.line(
                     f"[{kind}] epoch {epoch}/{t.epochs} step {k + 1}/{len(plan)} loss {loss_sum / loss_n:.4f} "
                     f"lr {lr:.2e} {tokens / el:,.0f} tok/s eta {el / (k + 1) * (len(plan) - k - 1):.0f}s"
                 )
                 loss_sum, loss_n = 0.0, 0
+        meter.close()
         t1 = time.time()
         metrics = evaluate_model(model, spec, val_ex, kind, config, device)
         record = epoch_record(epoch, metrics, t1 - t0, time.time() - t1)
         state["history"].append(record)
         by_source = ", ".join(f"{src} {m['accuracy']:.4f}" for src, m in record["per_source"].items())
-        log(
+        log.info(
             f"[{kind}] epoch {epoch}: validation accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} "
             f"({by_source}; selection {metrics['selection']:.4f}) "
             f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)"
@@ -417,7 +429,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             "best_accuracy": state["best"],
         },
     )
-    log(
+    log.info(
         f"[{kind}] best selection score (mean per-source accuracy) {state['best']:.4f} at epoch {state['best_epoch']}"
     )
     return out

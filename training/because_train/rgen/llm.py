@@ -19,6 +19,7 @@ was trained with the same settings and data, and an interrupted run continues fr
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import shutil
 import time
@@ -28,8 +29,8 @@ from typing import Any
 
 import torch
 
-from because_train import log
 from because_train.config import LlmConfig
+from because_train.console import Progress
 from because_train.modeling import (
     ScratchSize,
     build_lora,
@@ -41,6 +42,8 @@ from because_train.modeling import (
 from because_train.provenance import sha256_file, write_provenance
 from because_train.rgen import RgenItem
 from because_train.rgen.triples import Triple, load_triples, resolve_source
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the prompt format or the training recipe changes
 MAX_PROMPT_TOKENS = 192
@@ -72,20 +75,26 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class Progress:
-    """One line on stderr every few seconds: step, loss, rows/s."""
+class RateMeter:
+    """R-Gen's training or generation progress: a bar on a terminal, otherwise a line every few
+    seconds (`rgen-llm train: step 40/100 loss 2.345 12.0 rows/s`)."""
 
-    def __init__(self, what: str, total: int, enabled: bool, every_s: float = 5.0) -> None:
-        self.what, self.total, self.enabled, self.every_s = what, total, enabled, every_s
+    def __init__(self, what: str, unit: str, total: int, enabled: bool, every_s: float = 5.0) -> None:
+        self.what, self.unit, self.total, self.every_s = what, unit, total, every_s
+        self.progress = Progress(log, what, total, unit=unit, enabled=enabled)
         self.t0 = self.last = time.perf_counter()
 
     def update(self, done: int, rows: int, extra: str = "", force: bool = False) -> None:
+        self.progress.update(done, extra.strip())
         now = time.perf_counter()
-        if not self.enabled or (not force and now - self.last < self.every_s):
+        if not force and now - self.last < self.every_s:
             return
         self.last = now
         rate = rows / max(now - self.t0, 1e-9)
-        log(f"{self.what} {done}/{self.total}{extra} {rate:.1f} rows/s")
+        self.progress.line(f"{self.what}: {self.unit} {done}/{self.total}{extra} {rate:.1f} rows/s")
+
+    def close(self) -> None:
+        self.progress.close()
 
 
 class LlmReasoningGenerator:
@@ -166,17 +175,17 @@ class LlmReasoningGenerator:
             info = json.loads(marker.read_text())
             if info.get("fingerprint_id") == fp_id:
                 if progress:
-                    log(f"rgen-llm: reusing the finished model in {self.model_dir}")
+                    log.info(f"rgen-llm: reusing the finished model in {self.model_dir}")
                 self._load_finished()
                 self.stats.update(info.get("train", {}))
                 return
             if progress:
-                log(f"rgen-llm: {self.model_dir} was trained with other settings; training anew")
+                log.info(f"rgen-llm: {self.model_dir} was trained with other settings; training anew")
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
         triples = load_triples(self.source, limit=self.cfg.limit)
         if progress:
-            log(f"rgen-llm: {len(triples)} triples from {self.source}, base {self.cfg.base}")
+            log.info(f"rgen-llm: {len(triples)} triples from {self.source}, base {self.cfg.base}")
         torch.manual_seed(self.seed)
         if self.scratch is not None:
             self.tokenizer = self._train_tokenizer(
@@ -337,7 +346,7 @@ class LlmReasoningGenerator:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("fingerprint_id") != fp_id:
             if progress:
-                log(f"rgen-llm: ignoring {path}: written with other settings")
+                log.info(f"rgen-llm: ignoring {path}: written with other settings")
             return 0
         trainable = self._trainable()
         with torch.no_grad():
@@ -346,7 +355,7 @@ class LlmReasoningGenerator:
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         if progress:
-            log(f"rgen-llm: resuming from {path} at step {state['step']}")
+            log.info(f"rgen-llm: resuming from {path} at step {state['step']}")
         return int(state["step"])
 
     def _train(self, triples: list[Triple], fp_id: str, progress: bool) -> dict[str, Any]:
@@ -363,9 +372,9 @@ class LlmReasoningGenerator:
         start = step = self._load_checkpoint(ckpt, fp_id, opt, progress)
         n_params = sum(p.numel() for p in params)
         if progress:
-            log(f"rgen-llm: training {n_params:,} parameters, {total} steps on {self.device}")
+            log.info(f"rgen-llm: training {n_params:,} parameters, {total} steps on {self.device}")
 
-        meter = Progress("rgen-llm train: step", total, progress)
+        meter = RateMeter("rgen-llm train", "step", total, progress)
         self.model.train()
         order: list[int] = []
         order_epoch = -1
@@ -384,6 +393,7 @@ class LlmReasoningGenerator:
             meter.update(step, (step - start) * bs, f" loss {loss_avg:.3f}", force=step == total)
             if step % self.checkpoint_every == 0 and step < total:
                 self._save_checkpoint(ckpt, fp_id, step, opt)
+        meter.close()
         self.model.eval()
         return {"train_rows": len(examples), "train_steps": total, "final_loss": round(loss_avg, 4)}
 
@@ -447,7 +457,7 @@ class LlmReasoningGenerator:
         prompts = [self.encode_prompt(emotion_question(it.text), it.label) for it in items]
         order = sorted(range(len(items)), key=lambda i: len(prompts[i]))  # similar lengths batch well
         out: list[str] = [""] * len(items)
-        meter = Progress("rgen-llm generate: rows", len(items), self.progress, every_s=10.0)
+        meter = RateMeter("rgen-llm generate", "rows", len(items), self.progress, every_s=10.0)
         for b in range(0, len(order), self.gen_batch_size):
             idx = order[b : b + self.gen_batch_size]
             for i, (text, stopped) in zip(idx, self._generate_batch([prompts[i] for i in idx]), strict=True):
@@ -457,5 +467,6 @@ class LlmReasoningGenerator:
                     text = fallback_reasoning(items[i].label)
                 out[i] = text
             meter.update(b + len(idx), b + len(idx), force=b + len(idx) == len(order))
+        meter.close()
         self.stats["generated"] += len(items)
         return out

@@ -11,6 +11,7 @@ Only the standard library is used for HTTP.
 import hashlib
 import http.client
 import json
+import logging
 import os
 import random
 import re
@@ -24,10 +25,12 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from because_train import log
 from because_train.config import OpenAIConfig
+from because_train.console import Progress
 from because_train.data import DataError
 from because_train.rgen import RgenItem
+
+log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = (
     "You explain why a short text expresses an emotion. Reply with one or two sentences that quote the "
@@ -226,6 +229,7 @@ class OpenAIReasoningGenerator:
         with (
             open(self.cache_path, "a", encoding="utf-8") as cache,
             ThreadPoolExecutor(self.cfg.concurrency) as pool,
+            Progress(log, "rgen-openai", len(todo), unit="row", enabled=self.progress) as meter,
         ):
             pending: dict[Future[str], tuple[RgenItem, str]] = {
                 pool.submit(self.complete, payload): (it, rid) for it, payload, rid in todo
@@ -242,10 +246,11 @@ class OpenAIReasoningGenerator:
                     cache.flush()
                     done[it.key] = text
                     self.stats["requested"] += 1
+                    meter.update(n, f"{self.stats['retries']} retries")
                     now = time.perf_counter()
-                    if self.progress and (now - last > 5.0 or n == len(todo)):
+                    if now - last > 5.0 or n == len(todo):
                         last = now
-                        log(
+                        meter.line(
                             f"rgen-openai: {n}/{len(todo)} rows {n / max(now - t0, 1e-9):.1f} rows/s, "
                             f"{self.stats['retries']} retries, {self.stats['cached']} cached"
                         )
