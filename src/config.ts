@@ -12,6 +12,14 @@ export type Device = 'auto' | 'cpu' | 'cuda'
 export type LogFormat = 'pretty' | 'json'
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
+/**
+ * What to do with a text longer than the model's `max_input_tokens` (docs/long-texts.md):
+ * `none` refuses it (422), `start` reads its first tokens, `end` its last tokens,
+ * `windows` reads all of it in several windows and aggregates their answers.
+ */
+export const TRUNCATE_MODES = ['none', 'start', 'end', 'windows'] as const
+export type TruncateMode = (typeof TRUNCATE_MODES)[number]
+
 export interface Config {
   /** Model package folders; the first is the default model. */
   models: string[]
@@ -31,6 +39,8 @@ export interface Config {
   maxTexts: number
   /** Most characters (code points) in one text. */
   maxTextChars: number
+  /** What a request that names no `truncate` does with a text longer than the model's limit. */
+  truncate: TruncateMode
   /** Most bytes in a request body. */
   maxBodyBytes: number
   /** Deadline of a request that names none, and the most `timeout_ms` may ask for. */
@@ -124,7 +134,8 @@ export const OPTIONS = [
   option({ key: 'maxBatchTokens', flag: '--max-batch-tokens', env: 'MAX_BATCH_TOKENS', parse: int(1, 1_000_000), help: 'most tokens computed per step (decode rows + padded prefill)', default: () => 2048 }),
   option({ key: 'maxQueue', flag: '--max-queue', env: 'MAX_QUEUE', parse: int(0, 1_000_000), help: 'most waiting sequences per model before 429', default: () => 256 }),
   option({ key: 'maxTexts', flag: '--max-texts', env: 'MAX_TEXTS', parse: int(1, 10_000), help: 'most texts per /classify request', default: () => 64 }),
-  option({ key: 'maxTextChars', flag: '--max-text-chars', env: 'MAX_TEXT_CHARS', parse: int(1, 1_000_000), help: 'most characters per text', default: () => 2000 }),
+  option({ key: 'maxTextChars', flag: '--max-text-chars', env: 'MAX_TEXT_CHARS', parse: int(1, 1_000_000), help: 'most characters per text', default: () => 20_000 }),
+  option({ key: 'truncate', flag: '--truncate', env: 'TRUNCATE', parse: oneOf<TruncateMode>(TRUNCATE_MODES), help: 'default for texts over the model limit: windows, start, end, none (422)', default: () => 'windows' }),
   option({ key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'MAX_BODY_BYTES', parse: int(64, 1 << 30), help: 'most bytes per request body', default: () => 1 << 20 }),
   option({ key: 'timeoutMs', flag: '--timeout-ms', env: 'TIMEOUT_MS', parse: int(1, 3_600_000), help: 'default and largest per-request deadline, ms', default: () => 30_000 }),
   option({ key: 'logLevel', flag: '--log-level', env: 'LOG_LEVEL', parse: oneOf<LogLevel>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), help: 'pino log level', default: () => 'info' }),

@@ -47,6 +47,7 @@ interface RequestState {
   resolve: (results: SequenceResult[]) => void
   reject: (e: EngineError) => void
   onDelta?: (index: number, delta: string) => void
+  onResult?: (index: number, result: SequenceResult) => void
   cleanup: () => void
 }
 
@@ -133,6 +134,7 @@ export class EngineClient {
         reject,
         cleanup: () => {},
         ...(opts.onDelta ? { onDelta: opts.onDelta } : {}),
+        ...(opts.onResult ? { onResult: opts.onResult } : {}),
       }
       ids.forEach((id, index) => this.#tracked.set(id, { index, submittedAt: now, reasoning: '', request }))
 
@@ -251,7 +253,7 @@ export class EngineClient {
     this.#tracked.delete(e.id)
     const startedAt = t.startedAt ?? now
     this.observer?.done((startedAt - t.submittedAt) / 1000, (now - t.submittedAt) / 1000, e.numReasoningTokens)
-    r.results[t.index] = {
+    const result: SequenceResult = {
       labelIndex: e.labelIndex,
       scores: e.scores,
       reasoning: t.reasoning,
@@ -262,6 +264,8 @@ export class EngineClient {
         total_ms: round(now - t.submittedAt),
       },
     }
+    r.results[t.index] = result
+    r.onResult?.(t.index, result)
     if (++r.numDone === r.ids.length && !r.settled) {
       r.settled = true
       r.cleanup()

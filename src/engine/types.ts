@@ -47,4 +47,6 @@ export interface SubmitOptions {
   signal?: AbortSignal
   /** Reasoning text as it is generated, per sequence index. */
   onDelta?: (index: number, delta: string) => void
+  /** A sequence's result as soon as it has its label, before the request's other sequences end. */
+  onResult?: (index: number, result: SequenceResult) => void
 }

@@ -5,6 +5,7 @@
  * validate.ts, so the spec does not change with the flags.
  */
 import { z } from '@hono/zod-openapi'
+import { TRUNCATE_MODES } from '../config.js'
 import { LABELS } from '../model/manifest.js'
 import { ERROR_CODES } from './errors.js'
 
@@ -19,10 +20,38 @@ export const Scores = z
 
 export const Usage = z
   .object({
-    input_tokens: z.number().int().openapi({ description: "Tokens of the text after normalisation: what the model limit max_input_tokens counts (the prompt template's own tokens are not counted)." }),
-    reasoning_tokens: z.number().int().openapi({ description: 'Reasoning tokens generated (the marker excluded).' }),
+    input_tokens: z.number().int().openapi({
+      description:
+        "Tokens of the text the model read, after normalisation (what max_input_tokens limits; the prompt template's own tokens are not counted); with windows, over all windows.",
+    }),
+    reasoning_tokens: z.number().int().openapi({ description: 'Reasoning tokens generated (the marker excluded); with windows, over all windows.' }),
+    input_tokens_dropped: z.number().int().openapi({ description: 'Tokens of the text not read: cut by truncate "start" or "end"; 0 otherwise.' }),
+    windows: z.number().int().openapi({ description: 'Windows the text was read in: 1, or more with truncate "windows" for a text over max_input_tokens.' }),
   })
   .openapi('Usage')
+
+const span = {
+  start: z.number().int().openapi({ description: 'First character of the window in the text as sent (code points, from 0).' }),
+  end: z.number().int().openapi({ description: 'One past its last character: text[start:end] in Python.' }),
+}
+
+export const ReasoningWindow = z
+  .object({ index: z.number().int().openapi({ description: 'Index of the window, in text order.' }), ...span })
+  .openapi('ReasoningWindow', {
+    description:
+      'With truncate "windows" (a text read whole too): the window whose reasoning the answer gives, of all windows the one whose own scores give the answer\'s label the highest probability.',
+  })
+
+export const WindowResult = z
+  .object({
+    index: z.number().int(),
+    ...span,
+    label: Label,
+    scores: Scores,
+    reasoning: z.string(),
+    usage: z.object({ input_tokens: z.number().int(), reasoning_tokens: z.number().int() }),
+  })
+  .openapi('WindowResult', { description: 'One window read on its own, exactly as /classify reads text[start:end] alone.' })
 
 export const Timings = z
   .object({
@@ -40,6 +69,15 @@ export const timeoutField = z
   .optional()
   .openapi({ description: 'Deadline in milliseconds (at most the server maximum, --timeout-ms); past it the request fails with 504.', example: 10000 })
 
+/** What `truncate` does; `refusal` is how a too-long text is refused with "none" on the route. */
+export const truncateDescription = (refusal: string) =>
+  `A text over the model's max_input_tokens (GET /info): "windows" reads all of it in windows cut at sentence boundaries and aggregates their answers; "start" reads its first max_input_tokens tokens (drops the end); "end" reads its last ones (drops the start); "none" answers ${refusal} text_too_long. A text within the limit is read whole in every mode. Default: the server's --truncate (GET /info).`
+export const truncateField = z.enum(TRUNCATE_MODES).optional().openapi({ description: truncateDescription('422'), example: 'windows' })
+export const windowsDetailField = z
+  .boolean()
+  .optional()
+  .openapi({ description: 'With truncate "windows": each window\'s own result in `windows`. With another mode: 422.' })
+
 export const ClassifyRequest = z
   .strictObject({
     text: z.string().optional().openapi({ description: 'One text. Exactly one of text and texts.', example: "I'm SO happy today!" }),
@@ -49,6 +87,8 @@ export const ClassifyRequest = z
       .openapi({ description: 'Several texts (1 to --max-texts), answered in the same order. Exactly one of text and texts.' }),
     model: modelField,
     timeout_ms: timeoutField,
+    truncate: truncateField,
+    windows_detail: windowsDetailField,
   })
   .openapi('ClassifyRequest')
 
@@ -57,6 +97,8 @@ export const ExplainRequest = z
     text: z.string().openapi({ description: 'The text to classify.', example: "I didn't expect that at all!" }),
     model: modelField,
     timeout_ms: timeoutField,
+    truncate: truncateField,
+    windows_detail: windowsDetailField,
   })
   .openapi('ExplainRequest')
 
@@ -64,10 +106,15 @@ export const ClassifyResult = z
   .object({
     label: Label,
     scores: Scores,
-    reasoning: z.string().openapi({ description: 'What the model wrote before the label (empty for qa models).' }),
+    reasoning: z.string().openapi({ description: 'What the model wrote before the label (empty for qa models); with windows, that of `reasoning_window`.' }),
     usage: Usage,
+    reasoning_window: ReasoningWindow.optional(),
+    windows: z.array(WindowResult).optional().openapi({ description: 'With windows_detail: every window, in text order.' }),
   })
-  .openapi('ClassifyResult')
+  .openapi('ClassifyResult', {
+    description:
+      'With several windows, `scores` is the mean of the windows\' scores weighted by their input tokens, `label` its argmax, and `reasoning` that of `reasoning_window`.',
+  })
 
 export const ClassifySingleResponse = ClassifyResult.extend({ model: z.string() }).openapi('ClassifySingleResponse')
 
@@ -121,6 +168,7 @@ export const ModelInfo = z
 export const InfoResponse = z
   .object({
     version: z.string().openapi({ description: 'Version of the service (package.json).', example: '0.1.0' }),
+    truncate: z.enum(TRUNCATE_MODES).openapi({ description: 'What a request that names no `truncate` does with a text over max_input_tokens (--truncate).' }),
     models: z.array(ModelInfo).openapi({ description: 'Served models, in --models order; the first is the default.' }),
   })
   .openapi('Info')
@@ -133,7 +181,13 @@ export const SSE_DESCRIPTION = [
   '- `event: reasoning`, `data: {"delta": "..."}`: reasoning text as it is generated (zero or more);',
   '  the deltas concatenated equal the final reasoning exactly, and never split a character.',
   '- `event: label`, `data: {"label": "joy", "scores": {...}}`: once.',
-  '- `event: done`, `data: {"model", "reasoning", "usage", "timings"}`: once, last.',
+  '- `event: done`, `data: {"model", "reasoning", "usage", "timings"}` (and `reasoning_window`, `windows` as /classify has them): once, last.',
+  '',
+  'A text read in several windows (truncate "windows") streams each window\'s reasoning in text order, each after',
+  '`event: window`, `data: {"index", "count", "start", "end", "input_tokens"}` (its character span, as in `windows`);',
+  'the deltas between two `window` events join to that window\'s reasoning. All windows run at once: the first streams',
+  'live, a later one first sends what it wrote while the ones before it finished. Then `label` (the aggregate) and `done`',
+  '(whose `reasoning` is the deciding window\'s). A text read in one window sends no `window` event.',
   '',
   'An error after the stream started arrives as `event: error`, `data: {"error": {"code", "message"}}`, and ends the stream.',
 ].join('\n')

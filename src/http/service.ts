@@ -12,6 +12,8 @@ export interface EngineHandle {
   readonly ready: boolean
   /** Sequences accepted and not finished (for /readyz while draining). */
   readonly numInFlight?: number
+  /** Most sequences it holds at once (`--max-batch` + `--max-queue`); absent: no limit known. */
+  readonly capacity?: number
   /** Throws an `EngineError` at once when the request cannot be admitted. */
   submit(prompts: number[][], opts: SubmitOptions): Promise<SequenceResult[]>
 }
@@ -40,7 +42,8 @@ export interface ModelCard {
   provider: 'cpu' | 'cuda'
 }
 
-export type ServiceLimits = Pick<Config, 'maxTexts' | 'maxTextChars' | 'maxBodyBytes' | 'timeoutMs'>
+/** The limits requests are checked against, and the defaults of what a request may choose. */
+export type ServiceLimits = Pick<Config, 'maxTexts' | 'maxTextChars' | 'maxBodyBytes' | 'timeoutMs' | 'truncate'>
 
 export interface Service {
   /** Served models; the first is the default. */

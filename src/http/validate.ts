@@ -1,20 +1,47 @@
 /**
  * @module
- * Request validation after the schema: model, text count, text length in characters and in tokens,
- * empty-after-normalisation, deadline. It returns a `Valid*` value holding the encoded prompts,
- * which the engine never re-checks. Each failure names the field, the limit and the value given.
+ * Request validation after the schema: model, text count, text length in characters, empty-after-
+ * normalisation, deadline, and what to do with a text over the model's token limit (`truncate`).
+ * It returns a `Valid*` value holding the prompts to run, which the engine never re-checks. Each
+ * failure names the field, the limit and the value given.
  */
-import type { EncodedPrompt } from '../model/tokenizer.js'
+import type { TruncateMode } from '../config.js'
+import { prepareText } from './long-text/prepare.js'
+import type { PreparedText } from './long-text/prepare.js'
 import type { ServedModel, ServiceLimits } from './service.js'
 import { ApiError } from './errors.js'
 
 export interface ValidRequest {
   model: ServedModel
-  prompts: EncodedPrompt[]
+  /** Per text, in request order: the prompts of its window(s). */
+  texts: PreparedText[]
   /** `text` (one result) rather than `texts`. */
   single: boolean
   /** `performance.now()` deadline. */
   deadline: number
+  /** Each window's own result in the answer (`windows_detail`). */
+  windowsDetail: boolean
+}
+
+/** What a request says about long texts: `truncate` and `windows_detail`. */
+export interface LongTextOptions {
+  truncate?: TruncateMode | null | undefined
+  windows_detail?: boolean | null | undefined
+}
+
+export interface LongTextChoice {
+  mode: TruncateMode
+  detail: boolean
+}
+
+/** The request's mode, or the server's (`--truncate`); per-window detail only where there are windows. */
+export function resolveLongText(limits: ServiceLimits, body: LongTextOptions): LongTextChoice {
+  const mode = body.truncate ?? limits.truncate
+  const detail = body.windows_detail === true
+  if (detail && mode !== 'windows') {
+    throw new ApiError('invalid_request', `windows_detail: only with truncate "windows" (this request reads the text with "${mode}")`)
+  }
+  return { mode, detail }
 }
 
 export function resolveModel(models: readonly ServedModel[], id: string | undefined): ServedModel {
@@ -61,8 +88,11 @@ const KEPT: Record<string, string> = {
   none: 'anything but whitespace',
 }
 
-/** Checks and encodes one text; `field` names it in messages (`text`, `texts[3]`). */
-export function encodeText(model: ServedModel, limits: ServiceLimits, text: string, field: string): EncodedPrompt {
+/**
+ * Checks and encodes one text, cut or split by `mode` where it is over the model's token limit;
+ * `field` names it in messages (`text`, `texts[3]`).
+ */
+export function encodeText(model: ServedModel, limits: ServiceLimits, text: string, field: string, mode: TruncateMode): PreparedText {
   // Cheap bound first (UTF-16 units >= code points), exact count only when it may matter.
   if (text.length > limits.maxTextChars) {
     const numChars = [...text].length
@@ -78,39 +108,38 @@ export function encodeText(model: ServedModel, limits: ServiceLimits, text: stri
       `${field}: nothing left to classify after normalisation (${model.normalize}: ${KEPT[model.normalize] ?? 'see the model card'}); send some words`,
     )
   }
-  if (prompt.numTextTokens > model.maxInputTokens) {
-    throw new ApiError('text_too_long', `${field}: at most ${model.maxInputTokens} tokens for model ${model.id}, got ${prompt.numTextTokens}`)
-  }
-  return prompt
+  return prepareText(model, text, prompt, mode, field)
 }
 
 export function validateClassify(
   models: readonly ServedModel[],
   limits: ServiceLimits,
-  body: { text?: string | undefined; texts?: string[] | undefined; model?: string | undefined; timeout_ms?: number | undefined },
+  body: { text?: string | undefined; texts?: string[] | undefined; model?: string | undefined; timeout_ms?: number | undefined } & LongTextOptions,
 ): ValidRequest {
   const model = resolveModel(models, body.model)
   if ((body.text === undefined) === (body.texts === undefined)) {
     throw new ApiError('invalid_request', 'body: exactly one of text (a string) and texts (an array of strings) is required')
   }
   const deadline = resolveDeadline(limits, body.timeout_ms)
+  const { mode, detail } = resolveLongText(limits, body)
   if (body.text !== undefined) {
-    return { model, prompts: [encodeText(model, limits, body.text, 'text')], single: true, deadline }
+    return { model, texts: [encodeText(model, limits, body.text, 'text', mode)], single: true, deadline, windowsDetail: detail }
   }
   const texts = body.texts!
   if (texts.length === 0) throw new ApiError('invalid_request', 'texts: at least one text is required')
   if (texts.length > limits.maxTexts) {
     throw new ApiError('too_many_texts', `texts: at most ${limits.maxTexts} texts per request, got ${texts.length}`)
   }
-  return { model, prompts: texts.map((t, i) => encodeText(model, limits, t, `texts[${i}]`)), single: false, deadline }
+  return { model, texts: texts.map((t, i) => encodeText(model, limits, t, `texts[${i}]`, mode)), single: false, deadline, windowsDetail: detail }
 }
 
 export function validateExplain(
   models: readonly ServedModel[],
   limits: ServiceLimits,
-  body: { text: string; model?: string | undefined; timeout_ms?: number | undefined },
+  body: { text: string; model?: string | undefined; timeout_ms?: number | undefined } & LongTextOptions,
 ): ValidRequest {
   const model = resolveModel(models, body.model)
   const deadline = resolveDeadline(limits, body.timeout_ms)
-  return { model, prompts: [encodeText(model, limits, body.text, 'text')], single: true, deadline }
+  const { mode, detail } = resolveLongText(limits, body)
+  return { model, texts: [encodeText(model, limits, body.text, 'text', mode)], single: true, deadline, windowsDetail: detail }
 }

@@ -106,6 +106,23 @@ export class PromptEncoder {
     return { ids, numTextTokens: textIds.length, normalized }
   }
 
+  /**
+   * `prompt` with only the first (`start`) or the last (`end`) `maxTextTokens` of its text's ids,
+   * the template's ids around them kept. Cutting the encoded text, not the characters, is what
+   * training/ `evaluate` does (`prompt_ids(text_ids[:limit])`), so `start` gives the same ids.
+   */
+  cut(prompt: EncodedPrompt, keep: 'start' | 'end', maxTextTokens: number): EncodedPrompt {
+    const n = prompt.numTextTokens
+    if (n <= maxTextTokens) return prompt
+    const from = this.#prefixIds.length
+    const kept = keep === 'start' ? prompt.ids.slice(from, from + maxTextTokens) : prompt.ids.slice(from + n - maxTextTokens, from + n)
+    return {
+      ids: [...this.#prefixIds, ...kept, ...prompt.ids.slice(from + n)],
+      numTextTokens: maxTextTokens,
+      normalized: prompt.normalized,
+    }
+  }
+
   /** Number of ids before the text (the template's prefix). */
   get numPrefixTokens(): number {
     return this.#prefixIds.length

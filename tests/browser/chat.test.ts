@@ -402,6 +402,42 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
     await page.close()
   })
 
+  it('shows a text read in parts one part after another, marks the part that decided, and highlights all', async () => {
+    const { page, errors } = await openChat(browser!.context, fake.url)
+    const text = 'The flight was cancelled. Nobody helped. I am furious.'
+    fake.script({
+      kind: 'windows',
+      windows: [
+        { start: 0, end: 25, deltas: ['sadness, because of "', 'cancelled', '".'] },
+        { start: 26, end: 54, deltas: ['anger, because of "', 'furious', '".'] },
+      ],
+      deciding: 1,
+    })
+    await send(page, text)
+    await page.locator('.answer[data-state="done"]').waitFor()
+    const parts = page.locator('.answer .reasoning .part')
+    expect(await parts.locator('.part-head').allTextContents()).toEqual([
+      'Part 1 of 2 (characters 0–25)',
+      'Part 2 of 2 (characters 26–54): decided the label',
+    ])
+    expect(await parts.locator('.part-body').allTextContents()).toEqual(['sadness, because of "cancelled".', 'anger, because of "furious".'])
+    expect(await page.locator('.answer .part.deciding .part-body').textContent()).toBe('anger, because of "furious".')
+    expect(await page.locator('.user mark').allTextContents()).toEqual(['cancelled', 'furious'])
+    expect(await page.locator('.answer .meta').textContent()).toContain('read in 2 parts')
+    expect(errors).toEqual([])
+    await screenshot(page, 'fake-windows')
+    await page.close()
+  })
+
+  it('says how many tokens of a text it was not given (truncate start or end)', async () => {
+    const { page } = await openChat(browser!.context, fake.url)
+    fake.script({ kind: 'answer', dropped: 12 })
+    await send(page, 'I feel lucky')
+    await page.locator('.answer[data-state="done"]').waitFor()
+    expect(await page.locator('.answer .meta').textContent()).toContain('12 tokens of the text not read (longer than the model reads)')
+    await page.close()
+  })
+
   it('stops a streaming answer with the Stop button', async () => {
     const { page } = await openChat(browser!.context, fake.url)
     fake.script({ kind: 'answer', gapMs: 400 })

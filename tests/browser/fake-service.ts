@@ -14,7 +14,9 @@ import { PAGE_PATH } from './page-core.js'
 /** What the next POST /explain does. */
 export type Behaviour =
   /** A normal answer: reasoning deltas `gapMs` apart, then label and done. */
-  | { kind: 'answer'; deltas?: string[]; label?: string; gapMs?: number }
+  | { kind: 'answer'; deltas?: string[]; label?: string; gapMs?: number; dropped?: number }
+  /** A long text read in windows: each window's event, then its deltas; `deciding` names the window whose reasoning done carries. */
+  | { kind: 'windows'; windows: { start: number; end: number; deltas: string[] }[]; deciding: number }
   /** Some reasoning deltas, then the TCP connection is destroyed (no done, no error). */
   | { kind: 'drop'; deltas: string[]; gapMs?: number }
   /** Some reasoning deltas, then `event: error`. */
@@ -112,6 +114,7 @@ export async function startFakeService(): Promise<FakeService> {
     }
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' })
     res.flushHeaders()
+    if (b.kind === 'windows') return windows(res, b)
     const deltas = b.kind === 'answer' ? (b.deltas ?? DEFAULT_DELTAS) : b.deltas
     const gapMs = b.kind === 'error-event' ? 40 : (b.gapMs ?? 40)
     for (const delta of deltas) {
@@ -133,8 +136,28 @@ export async function startFakeService(): Promise<FakeService> {
     sse(res, 'done', {
       model: 'fake-model',
       reasoning: deltas.join('').trim(),
-      usage: { input_tokens: 5, reasoning_tokens: deltas.length },
+      usage: { input_tokens: 5, reasoning_tokens: deltas.length, input_tokens_dropped: b.kind === 'answer' ? (b.dropped ?? 0) : 0, windows: 1 },
       timings: { queue_ms: 0, ttft_ms: gapMs, total_ms: gapMs * deltas.length },
+    })
+    res.end()
+  }
+
+  async function windows(res: ServerResponse, b: Extract<Behaviour, { kind: 'windows' }>): Promise<void> {
+    for (const [index, w] of b.windows.entries()) {
+      sse(res, 'window', { index, count: b.windows.length, start: w.start, end: w.end, input_tokens: 5 })
+      for (const delta of w.deltas) {
+        sse(res, 'reasoning', { delta })
+        await sleep(20)
+      }
+    }
+    const deciding = b.windows[b.deciding]!
+    sse(res, 'label', { label: 'anger', scores: SCORES })
+    sse(res, 'done', {
+      model: 'fake-model',
+      reasoning: deciding.deltas.join(''),
+      reasoning_window: { index: b.deciding, start: deciding.start, end: deciding.end },
+      usage: { input_tokens: 5 * b.windows.length, reasoning_tokens: 9, input_tokens_dropped: 0, windows: b.windows.length },
+      timings: { queue_ms: 0, ttft_ms: 20, total_ms: 200 },
     })
     res.end()
   }

@@ -45,7 +45,7 @@ describe('4xx for bad requests', () => {
   it.each([
     [{ text: 5 }, 'text: expected string, received number'],
     [{ texts: ['ok', 7] }, 'texts[1]: expected string, received number'],
-    [{ text: 'hi', txt: 'x' }, 'body: unknown field "txt"; allowed: text, texts, model, timeout_ms'],
+    [{ text: 'hi', txt: 'x' }, 'body: unknown field "txt"; allowed: text, texts, model, timeout_ms, truncate, windows_detail'],
     [[1, 2], 'body: expected object, received array'],
     [{}, 'body: exactly one of text (a string) and texts (an array of strings) is required'],
     [{ text: 'a', texts: ['b'] }, 'body: exactly one of text (a string) and texts (an array of strings) is required'],
@@ -69,11 +69,16 @@ describe('4xx for bad requests', () => {
     await expectError(await post(`${url}/classify`, { texts: ['ok', 'x'.repeat(51)] }), 422, 'text_too_long', 'texts[1]: at most 50 characters, got 51')
   })
 
-  it('422 text_too_long in tokens', async () => {
+  it('422 text_too_long in tokens, with truncate "none" only', async () => {
     const svc2 = await startTestService({ models: [QRA] })
     try {
       const text = Array.from({ length: 200 }, (_, i) => `w${i}`).join(' ')
-      await expectError(await post(`${svc2.url}/classify`, { text }), 422, 'text_too_long', /^text: at most 128 tokens for model emotion-qra-natural, got \d+$/)
+      await expectError(
+        await post(`${svc2.url}/classify`, { text, truncate: 'none' }),
+        422,
+        'text_too_long',
+        /^text: at most 128 tokens for model emotion-qra-natural, got \d+ \(truncate "none"; "windows", "start" or "end" read it\)$/,
+      )
     } finally {
       await svc2.close()
     }
@@ -86,7 +91,7 @@ describe('4xx for bad requests', () => {
 
   it('422 for /explain without text, or with texts', async () => {
     await expectError(await post(`${url}/explain`, { texts: ['a'] }), 422, 'invalid_request', 'text: required (expected string)')
-    await expectError(await post(`${url}/explain`, { text: 'a', texts: ['a'] }), 422, 'invalid_request', 'body: unknown field "texts"; allowed: text, model, timeout_ms')
+    await expectError(await post(`${url}/explain`, { text: 'a', texts: ['a'] }), 422, 'invalid_request', 'body: unknown field "texts"; allowed: text, model, timeout_ms, truncate, windows_detail')
   })
 
   it('404 for an unknown route, as JSON', async () => {
@@ -130,7 +135,7 @@ describe('503 not ready (fake engine)', () => {
     },
   }
   const app = createApp({
-    service: { models: [notReady], limits: { maxTexts: 4, maxTextChars: 100, maxBodyBytes: 1000, timeoutMs: 1000 }, runtime: { device: 'cpu', provider: 'cpu', threads: 1 } },
+    service: { models: [notReady], limits: { maxTexts: 4, maxTextChars: 100, maxBodyBytes: 1000, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'cpu', provider: 'cpu', threads: 1 } },
     logger: pino({ level: 'silent' }),
   })
 

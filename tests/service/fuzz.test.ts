@@ -73,6 +73,8 @@ describe('no input yields a 5xx', () => {
         texts: fc.oneof(fc.array(anyText, { maxLength: 5 }), fc.jsonValue({ maxDepth: 2 })),
         model: fc.oneof(fc.constant('emotion-qra-natural'), fc.string({ maxLength: 10 })),
         timeout_ms: fc.oneof(fc.integer({ min: -5, max: 30_000 }), fc.double(), fc.string({ maxLength: 4 })),
+        truncate: fc.oneof(fc.constantFrom('none', 'start', 'end', 'windows'), fc.jsonValue({ maxDepth: 1 })),
+        windows_detail: fc.oneof(fc.boolean(), fc.jsonValue({ maxDepth: 1 })),
         extra: fc.jsonValue({ maxDepth: 1 }),
       },
       { requiredKeys: [] },

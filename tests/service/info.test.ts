@@ -17,13 +17,14 @@ let svc: RunningService
 let url: string
 
 beforeAll(async () => {
-  svc = await startTestService({ models: [QRA, QA], apiKeys: [KEY], maxTexts: 7, maxTextChars: 300 })
+  svc = await startTestService({ models: [QRA, QA], apiKeys: [KEY], maxTexts: 7, maxTextChars: 300, truncate: 'end' })
   url = svc.url
 })
 afterAll(() => svc?.close())
 
 interface Info {
   version: string
+  truncate: string
   models: Record<string, any>[]
 }
 
@@ -35,10 +36,11 @@ describe('GET /info', () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/json/)
   })
 
-  it("reports package.json's version and each model's manifest facts, file hash, limits and runtime", async () => {
+  it("reports package.json's version, the default truncate mode and each model's manifest facts, file hash, limits and runtime", async () => {
     const info = (await (await fetch(`${url}/info`)).json()) as Info
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
     expect(info.version).toBe(pkg.version)
+    expect(info.truncate).toBe('end')
     expect(info.models.map((m) => m.id)).toEqual(['emotion-qra-natural', 'emotion-qa-natural'])
     for (const [i, dir] of [QRA, QA].entries()) {
       const manifest = await readManifest(dir)
@@ -78,7 +80,7 @@ describe('GET /info for an uncalibrated model (fake engine)', () => {
     card: { dtype: 'float32', onnxSha256: 'ab'.repeat(32), calibration: null, provider: 'cuda' },
   }
   const app = createApp({
-    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000 }, runtime: { device: 'auto', provider: 'cuda', threads: 1 } },
+    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'auto', provider: 'cuda', threads: 1 } },
     logger: pino({ level: 'silent' }),
   })
 

@@ -77,6 +77,7 @@ describe('through the openai SDK', () => {
       prompt_tokens: want.usage.input_tokens,
       completion_tokens: want.usage.reasoning_tokens + 1,
       total_tokens: want.usage.input_tokens + want.usage.reasoning_tokens + 1,
+      input_tokens_dropped: 0,
     })
   })
 
@@ -114,6 +115,7 @@ describe('through the openai SDK', () => {
       prompt_tokens: want.usage.input_tokens,
       completion_tokens: want.usage.reasoning_tokens + 1,
       total_tokens: want.usage.input_tokens + want.usage.reasoning_tokens + 1,
+      input_tokens_dropped: 0,
     })
   })
 

@@ -12,6 +12,8 @@ describe('parseConfig', () => {
       maxBatch: 64,
       logFormat: 'json',
       logLevel: 'info',
+      maxTextChars: 20_000,
+      truncate: 'windows',
     })
     expect(c.threads).toBeGreaterThan(0)
     expect(parseConfig([], {}, true).logFormat).toBe('pretty')
@@ -24,12 +26,15 @@ describe('parseConfig', () => {
     expect(c.maxBatch).toBe(4)
     expect(c.models).toEqual(['a', 'b'])
     expect(c.device).toBe('cpu')
+    expect(parseConfig([], { TRUNCATE: 'end' }).truncate).toBe('end')
+    expect(parseConfig(['--truncate=none'], { TRUNCATE: 'end' }).truncate).toBe('none')
   })
 
   it.each([
     [['--port', 'eighty'], {}, '--port: expected an integer, got "eighty"'],
     [['--port', '70000'], {}, '--port: must be between 0 and 65535, got 70000'],
     [['--device', 'tpu'], {}, '--device: expected one of auto, cpu, cuda, got "tpu"'],
+    [[], { TRUNCATE: 'middle' }, 'TRUNCATE: expected one of none, start, end, windows, got "middle"'],
     [['--max-batch', '0'], {}, '--max-batch: must be between 1 and 1024, got 0'],
     [['--bogus', '1'], {}, 'unknown option "--bogus"; see --help'],
     [['--port'], {}, '--port: missing value'],
@@ -39,6 +44,6 @@ describe('parseConfig', () => {
   })
 
   it('lists every option in --help', () => {
-    for (const flag of ['--models', '--device', '--max-queue', '--timeout-ms']) expect(usage()).toContain(flag)
+    for (const flag of ['--models', '--device', '--max-queue', '--timeout-ms', '--truncate']) expect(usage()).toContain(flag)
   })
 })

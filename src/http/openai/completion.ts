@@ -5,8 +5,9 @@
  * servers send it), and the label scores the extension field `scores`.
  */
 import type { z } from '@hono/zod-openapi'
-import type { SequenceResult } from '../../engine/types.js'
-import type { EncodedPrompt } from '../../model/tokenizer.js'
+import type { TextAnswer } from '../long-text/answer.js'
+import type { PreparedText } from '../long-text/prepare.js'
+import { windowBody, windowEvent } from '../results.js'
 import type { ServedModel } from '../service.js'
 import { scoresByLabel } from '../submit.js'
 import type { ChatCompletion, ChatCompletionChunk, ChatUsage } from './schemas.js'
@@ -23,18 +24,28 @@ type Chunk = z.infer<typeof ChatCompletionChunk>
 type Delta = Chunk['choices'][number]['delta']
 type Scores = NonNullable<Delta['scores']>
 
-export function chatUsage(model: ServedModel, prompt: EncodedPrompt, r: SequenceResult): z.infer<typeof ChatUsage> {
-  const completion = r.numReasoningTokens + model.labelTokenCounts[r.labelIndex]!
-  return { prompt_tokens: prompt.numTextTokens, completion_tokens: completion, total_tokens: prompt.numTextTokens + completion }
+export function chatUsage(model: ServedModel, a: TextAnswer): z.infer<typeof ChatUsage> {
+  // Every window wrote its reasoning and a label.
+  const completion = a.windows.reduce((n, w) => n + w.numReasoningTokens + model.labelTokenCounts[w.labelIndex]!, 0)
+  return { prompt_tokens: a.numTextTokens, completion_tokens: completion, total_tokens: a.numTextTokens + completion, input_tokens_dropped: a.numDropped }
 }
 
-export function chatCompletion(meta: CompletionMeta, model: ServedModel, prompt: EncodedPrompt, r: SequenceResult): z.infer<typeof ChatCompletion> {
+/** What comes between two windows' reasoning in `reasoning_content`; qa models write none. */
+const windowSeparator = (model: ServedModel, index: number) => (index > 0 && model.kind === 'qra' ? '\n\n' : '')
+
+/** Every window's reasoning in text order, as the stream sends it (one window: its reasoning). */
+export function reasoningContent(model: ServedModel, a: TextAnswer): string {
+  return a.windows.map((w, i) => windowSeparator(model, i) + w.reasoning).join('')
+}
+
+export function chatCompletion(meta: CompletionMeta, model: ServedModel, a: TextAnswer, detail: boolean): z.infer<typeof ChatCompletion> {
   const message = {
     role: 'assistant' as const,
-    content: model.labels[r.labelIndex]!,
-    reasoning_content: r.reasoning,
+    content: model.labels[a.labelIndex]!,
+    reasoning_content: reasoningContent(model, a),
     refusal: null,
-    scores: scoresByLabel(model, r.scores) as Scores,
+    scores: scoresByLabel(model, a.scores) as Scores,
+    ...(detail ? { windows: a.windows.map((w, i) => windowBody(model, w, i)) } : {}),
   }
   return {
     id: meta.id,
@@ -42,7 +53,7 @@ export function chatCompletion(meta: CompletionMeta, model: ServedModel, prompt:
     created: meta.created,
     model: meta.model,
     choices: [{ index: 0, message, logprobs: null, finish_reason: 'stop' }],
-    usage: chatUsage(model, prompt, r),
+    usage: chatUsage(model, a),
   }
 }
 
@@ -63,11 +74,14 @@ export function chunker(meta: CompletionMeta, includeUsage: boolean) {
   return {
     start: () => delta({ role: 'assistant', content: '' }),
     reasoning: (text: string) => delta({ reasoning_content: text }),
+    /** Before window `index`'s reasoning, for a text read in several windows. */
+    window: (model: ServedModel, text: PreparedText, index: number) =>
+      delta({ reasoning_content: windowSeparator(model, index), window: windowEvent(text, index) }),
     /** The label, the stop, and the usage where asked for. */
-    end: (model: ServedModel, prompt: EncodedPrompt, r: SequenceResult): Chunk[] => [
-      delta({ content: model.labels[r.labelIndex]!, scores: scoresByLabel(model, r.scores) as Scores }),
+    end: (model: ServedModel, a: TextAnswer): Chunk[] => [
+      delta({ content: model.labels[a.labelIndex]!, scores: scoresByLabel(model, a.scores) as Scores }),
       delta({}, 'stop'),
-      ...(includeUsage ? [chunk([], chatUsage(model, prompt, r))] : []),
+      ...(includeUsage ? [chunk([], chatUsage(model, a))] : []),
     ],
   }
 }

@@ -6,7 +6,8 @@
  */
 import { z } from '@hono/zod-openapi'
 import { ERROR_CODES } from '../errors.js'
-import { Scores, timeoutField } from '../schemas.js'
+import { TRUNCATE_MODES } from '../../config.js'
+import { Scores, WindowResult, timeoutField, truncateDescription } from '../schemas.js'
 import { OPENAI_ERROR_TYPES } from './errors.js'
 
 const ContentPart = z
@@ -43,6 +44,8 @@ export const ChatCompletionRequest = z
       .looseObject({ include_usage: z.boolean().nullish().openapi({ description: 'true: a last chunk with empty choices and the usage.' }) })
       .nullish(),
     timeout_ms: timeoutField,
+    truncate: z.enum(TRUNCATE_MODES).nullish().openapi({ description: `Extension (Python SDK: extra_body). ${truncateDescription('400')}`, example: 'windows' }),
+    windows_detail: z.boolean().nullish().openapi({ description: 'Extension: with truncate "windows", each window\'s own result in `choices[0].message.windows`; with another mode, 400.' }),
     n: z.number().int().min(1).nullish().openapi({ description: 'Only 1: every choice would be the same (greedy decoding); more is 400.' }),
     tools: z.array(z.unknown()).nullish().openapi({ description: 'Not supported: a non-empty list is 400.' }),
     tool_choice: z.unknown().optional().openapi({ description: 'Only "none" or "auto" (with no tools); anything else is 400.' }),
@@ -74,8 +77,9 @@ export const ChatCompletionRequest = z
 export const ChatUsage = z
   .object({
     prompt_tokens: z.number().int().openapi({ description: 'Tokens of the text classified, after normalisation (usage.input_tokens of /classify).' }),
-    completion_tokens: z.number().int().openapi({ description: "Reasoning tokens plus the label's tokens (the marker between them not counted)." }),
+    completion_tokens: z.number().int().openapi({ description: "Reasoning tokens plus the label's tokens (the marker between them not counted); with windows, over all windows." }),
     total_tokens: z.number().int(),
+    input_tokens_dropped: z.number().int().openapi({ description: 'Extension: tokens of the text not read (truncate "start" or "end"); 0 otherwise.' }),
   })
   .openapi('ChatUsage')
 
@@ -84,9 +88,12 @@ const Choice = z.object({
   message: z.object({
     role: z.literal('assistant'),
     content: z.string().openapi({ description: 'The label.', example: 'joy' }),
-    reasoning_content: z.string().openapi({ description: 'The reasoning the model wrote before the label (empty for qa models).' }),
+    reasoning_content: z.string().openapi({
+      description: 'The reasoning the model wrote before the label (empty for qa models); a text read in several windows: each window\'s, in text order, separated by a blank line (what the stream sends).',
+    }),
     refusal: z.null(),
     scores: Scores.openapi({ description: 'Extension: the probability of each label, as /classify gives them.' }),
+    windows: z.array(WindowResult).optional().openapi({ description: 'Extension, with windows_detail: every window\'s own result, as /classify gives them.' }),
   }),
   logprobs: z.null(),
   finish_reason: z.literal('stop'),
@@ -108,6 +115,10 @@ const Delta = z.object({
   content: z.string().optional().openapi({ description: 'The label: "" in the first chunk, then the label in one chunk.' }),
   reasoning_content: z.string().optional().openapi({ description: 'Reasoning text as it is written.' }),
   scores: Scores.optional().openapi({ description: 'Extension: the label scores, on the chunk that carries the label.' }),
+  window: z
+    .object({ index: z.number().int(), count: z.number().int(), start: z.number().int(), end: z.number().int(), input_tokens: z.number().int() })
+    .optional()
+    .openapi({ description: 'Extension: a text read in several windows: the window whose reasoning the next chunks carry (its character span, code points).' }),
 })
 
 const CHAT_SSE_DESCRIPTION = [
@@ -115,6 +126,7 @@ const CHAT_SSE_DESCRIPTION = [
   '',
   '- `delta: {"role": "assistant", "content": ""}`: once, first;',
   '- `delta: {"reasoning_content": "..."}`: reasoning text as it is written (none for qa models); the deltas joined are the reasoning;',
+  '  a text read in several windows: before each window\'s reasoning, `delta: {"reasoning_content": "\\n\\n", "window": {...}}` (`""` before the first), windows in text order;',
   '- `delta: {"content": "<label>", "scores": {...}}`: once;',
   '- `delta: {}`, `finish_reason: "stop"`: once;',
   '- with `stream_options.include_usage`: `choices: []` and `usage`;',

@@ -8,7 +8,7 @@
 import type { z } from '@hono/zod-openapi'
 import { ApiError } from '../errors.js'
 import type { ServedModel, ServiceLimits } from '../service.js'
-import { encodeText, resolveDeadline, resolveModel } from '../validate.js'
+import { encodeText, resolveDeadline, resolveLongText, resolveModel } from '../validate.js'
 import type { ValidRequest } from '../validate.js'
 import type { ChatCompletionRequest } from './schemas.js'
 
@@ -25,10 +25,11 @@ export function validateChat(models: readonly ServedModel[], limits: ServiceLimi
   refuseUnsupported(body)
   const model = about('model', () => resolveModel(models, body.model))
   const deadline = about('timeout_ms', () => resolveDeadline(limits, body.timeout_ms))
+  const { mode, detail } = about('windows_detail', () => resolveLongText(limits, body))
   const { text, field } = lastUserText(body.messages)
-  const prompt = about(field, () => encodeText(model, limits, text, field))
+  const prepared = about(field, () => encodeText(model, limits, text, field, mode))
   return {
-    request: { model, prompts: [prompt], single: true, deadline },
+    request: { model, texts: [prepared], single: true, deadline, windowsDetail: detail },
     stream: body.stream === true,
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
   }

@@ -5,15 +5,15 @@
  */
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi'
 import type { Logger } from 'pino'
-import type { SequenceResult } from '../../engine/types.js'
-import type { EncodedPrompt } from '../../model/tokenizer.js'
 import type { Metrics } from '../../obs/metrics.js'
+import { WindowSequencer } from '../long-text/sequencer.js'
 import { strictJsonBody } from '../middleware/json-body.js'
 import { refuseWhileDraining } from '../middleware/refuse-while-draining.js'
 import { ClassifyBatchResponse, ClassifyRequest, ClassifySingleResponse, ExplainRequest, ExplainResponse, SSE_DESCRIPTION } from '../schemas.js'
-import type { ServedModel, Service } from '../service.js'
+import { resultBody, windowEvent } from '../results.js'
+import type { Service } from '../service.js'
 import { SseWriter } from '../sse.js'
-import { scoresByLabel, settleStream, submit } from '../submit.js'
+import { settleStream, submit } from '../submit.js'
 import { validateClassify, validateExplain } from '../validate.js'
 import { rejectInvalid } from '../validation-hook.js'
 import { UNAUTHORIZED, errorBody, jsonBody } from './responses.js'
@@ -25,7 +25,7 @@ const inferenceErrors = {
   413: errorBody('body_too_large: the body exceeds --max-body-bytes.'),
   415: errorBody('unsupported_media_type: Content-Type is not application/json (or its charset is not utf-8).'),
   422: errorBody(
-    'invalid_request, unknown_model, too_many_texts, text_too_long, text_empty: a field is invalid; the message names it (a control character other than tab, newline and carriage return in a text is invalid_request, with its index).',
+    'invalid_request, unknown_model, too_many_texts, text_too_long, text_empty: a field is invalid; the message names it (a control character other than tab, newline and carriage return in a text is invalid_request, with its index). text_too_long: over --max-text-chars, or over the model\'s max_input_tokens with truncate "none".',
   ),
   429: errorBody('queue_full: too many sequences in flight; retry after the Retry-After seconds.'),
   500: errorBody('engine_failed: the inference worker failed while running the request (it restarts by itself).'),
@@ -63,18 +63,6 @@ const explainRoute = createRoute({
   },
 })
 
-type Result = z.infer<typeof ClassifySingleResponse>
-
-/** One result; `input_tokens` counts the text's tokens (what max_input_tokens limits), as evaluate does. */
-function resultBody(model: ServedModel, prompt: EncodedPrompt, r: SequenceResult) {
-  return {
-    label: model.labels[r.labelIndex]! as Result['label'],
-    scores: scoresByLabel(model, r.scores) as Result['scores'],
-    reasoning: r.reasoning,
-    usage: { input_tokens: prompt.numTextTokens, reasoning_tokens: r.numReasoningTokens },
-  }
-}
-
 export function inferenceRoutes({ service, logger, metrics }: { service: Service; logger: Logger; metrics?: Metrics | undefined }) {
   const app = new OpenAPIHono()
   for (const route of [classifyRoute, explainRoute]) app.use(route.path, refuseWhileDraining(service.lifecycle), strictJsonBody())
@@ -83,10 +71,10 @@ export function inferenceRoutes({ service, logger, metrics }: { service: Service
     classifyRoute,
     async (c) => {
       const valid = validateClassify(service.models, service.limits, c.req.valid('json'))
-      const results = await submit(valid, c)
+      const answers = await submit(valid, c)
       const model = valid.model
-      if (valid.single) return c.json({ model: model.id, ...resultBody(model, valid.prompts[0]!, results[0]!) }, 200)
-      return c.json({ model: model.id, results: results.map((r, i) => resultBody(model, valid.prompts[i]!, r)) }, 200)
+      if (valid.single) return c.json({ model: model.id, ...resultBody(model, answers[0]!, valid.windowsDetail) }, 200)
+      return c.json({ model: model.id, results: answers.map((a) => resultBody(model, a, valid.windowsDetail)) }, 200)
     },
     rejectInvalid(ClassifyRequest),
   )
@@ -97,21 +85,28 @@ export function inferenceRoutes({ service, logger, metrics }: { service: Service
       const valid = validateExplain(service.models, service.limits, c.req.valid('json'))
       const model = valid.model
       if (!(c.req.header('accept') ?? '').includes('text/event-stream')) {
-        const [r] = await submit(valid, c)
-        return c.json({ model: model.id, ...resultBody(model, valid.prompts[0]!, r!), timings: r!.timings }, 200)
+        const [a] = await submit(valid, c)
+        return c.json({ model: model.id, ...resultBody(model, a!, valid.windowsDetail), timings: a!.timings }, 200)
       }
-      // Admission happens in submit() before the stream opens: a full queue is still a 429.
+      const text = valid.texts[0]!
       const sse = new SseWriter()
-      const pending = submit(valid, c, (_i, delta) => sse.send('reasoning', { delta }))
+      // A text read whole streams as it always has: no window events.
+      const seq = new WindowSequencer(text.windows.length, {
+        window: (i) => text.windows.length > 1 && sse.send('window', windowEvent(text, i)),
+        delta: (_i, delta) => sse.send('reasoning', { delta }),
+      })
+      // Admission happens in submit() before the stream opens: a full queue is still a 429.
+      const pending = submit(valid, c, { onDelta: (i, d) => seq.delta(i, d), onResult: (i) => seq.done(i) })
       pending.catch(() => {}) // handled below, once the stream is open
+      seq.start()
       return sse.respond(c, () =>
         settleStream(
           pending,
           { c, logger, metrics },
-          ([r]) => {
-            const body = resultBody(model, valid.prompts[0]!, r!)
-            sse.send('label', { label: body.label, scores: body.scores })
-            sse.send('done', { model: model.id, reasoning: body.reasoning, usage: body.usage, timings: r!.timings })
+          ([a]) => {
+            const { label, scores, ...rest } = resultBody(model, a!, valid.windowsDetail)
+            sse.send('label', { label, scores })
+            sse.send('done', { model: model.id, ...rest, timings: a!.timings })
           },
           (err) => sse.send('error', err.toJSON()),
         ),

@@ -15,7 +15,7 @@ const infoRoute = createRoute({
   path: '/info',
   summary: 'Service version and served models',
   description:
-    "The service version and, for each served model: id, kind, labels, limits, weights type, the ONNX file's sha256, calibration, device and execution provider. Served without an API key.",
+    "The service version, the default truncate mode and, for each served model: id, kind, labels, limits, weights type, the ONNX file's sha256, calibration, device and execution provider. Served without an API key.",
   responses: { 200: jsonBody(InfoResponse, 'The service and its models.') },
 })
 
@@ -42,6 +42,6 @@ function modelInfo(m: ServedModel, limits: Service['limits']) {
 
 export function infoRoutes(service: Service) {
   const app = new OpenAPIHono()
-  app.openapi(infoRoute, (c) => c.json({ version: VERSION, models: service.models.map((m) => modelInfo(m, service.limits)) }, 200))
+  app.openapi(infoRoute, (c) => c.json({ version: VERSION, truncate: service.limits.truncate, models: service.models.map((m) => modelInfo(m, service.limits)) }, 200))
   return app
 }

@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import type { Metrics } from '../../obs/metrics.js'
 import { strictJsonBody } from '../middleware/json-body.js'
 import { refuseWhileDraining } from '../middleware/refuse-while-draining.js'
+import { WindowSequencer } from '../long-text/sequencer.js'
 import { chatCompletion, chunker } from '../openai/completion.js'
 import { openaiErrorBody } from '../openai/errors.js'
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelList, OpenAiErrorResponse } from '../openai/schemas.js'
@@ -40,7 +41,7 @@ const chatRoute = createRoute({
       },
     },
     400: error(
-      'invalid_request_error: malformed_json, invalid_request (a field is invalid or an unsupported parameter is set; `param` names it), text_too_long, text_empty.',
+      'invalid_request_error: malformed_json, invalid_request (a field is invalid or an unsupported parameter is set; `param` names it), text_too_long (over max_input_tokens only with truncate "none"), text_empty.',
     ),
     401: UNAUTHORIZED,
     404: error('unknown_model: no served model has that id (`param`: model).'),
@@ -74,25 +75,31 @@ export function openaiRoutes({ service, logger, metrics }: { service: Service; l
     chatRoute,
     async (c) => {
       const chat = validateChat(service.models, service.limits, c.req.valid('json'))
-      const { model, prompts } = chat.request
+      const { model, windowsDetail } = chat.request
+      const text = chat.request.texts[0]!
       const meta = { id: `chatcmpl-${c.get('requestId')}`, created: Math.floor(Date.now() / 1000), model: model.id }
       if (!chat.stream) {
-        const [r] = await submit(chat.request, c)
-        return c.json(chatCompletion(meta, model, prompts[0]!, r!), 200)
+        const [a] = await submit(chat.request, c)
+        return c.json(chatCompletion(meta, model, a!, windowsDetail), 200)
       }
       const chunks = chunker(meta, chat.includeUsage)
       const sse = new SseWriter()
       const send = (chunk: unknown) => sse.sendData(JSON.stringify(chunk))
       send(chunks.start())
+      const seq = new WindowSequencer(text.windows.length, {
+        window: (i) => text.windows.length > 1 && send(chunks.window(model, text, i)),
+        delta: (_i, delta) => send(chunks.reasoning(delta)),
+      })
       // Admission happens in submit() before the stream opens: a full queue is still a 429.
-      const pending = submit(chat.request, c, (_i, delta) => send(chunks.reasoning(delta)))
+      const pending = submit(chat.request, c, { onDelta: (i, d) => seq.delta(i, d), onResult: (i) => seq.done(i) })
       pending.catch(() => {}) // handled below, once the stream is open
+      seq.start()
       return sse.respond(c, () =>
         settleStream(
           pending,
           { c, logger, metrics },
-          ([r]) => {
-            for (const chunk of chunks.end(model, prompts[0]!, r!)) send(chunk)
+          ([a]) => {
+            for (const chunk of chunks.end(model, a!)) send(chunk)
             sse.sendData('[DONE]')
           },
           (err) => send(openaiErrorBody(err)),
