@@ -108,6 +108,14 @@ export function buildLongTexts(rows: readonly Row[], opts: BuildOptions): LongTe
   return texts
 }
 
+/**
+ * Long texts as a JSONL split, one `{"text", "label"}` a line (label by name), as training/'s
+ * `evaluate` reads it: the very texts this script sends over HTTP (`--write-data`).
+ */
+export function longTextsJsonl(texts: readonly LongText[]): string {
+  return texts.map((t) => `${JSON.stringify({ text: t.text, label: t.label })}\n`).join('')
+}
+
 /** The label whose summed scores are highest (the first on a tie). */
 export function meanLabel(scores: readonly Record<string, number>[]): string {
   const sums = LABELS.map((l) => scores.reduce((s, x) => s + (x[l] ?? 0), 0))

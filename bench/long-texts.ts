@@ -4,10 +4,12 @@
  * of one source with the same label, seeded) and measures over HTTP the accuracy of truncate
  * "windows", "start" and "end" on them against the same rows classified one by one, per
  * source. Writes the results section of docs/long-texts.md and the raw answers under
- * test-output/long-texts/.
+ * test-output/long-texts/. With `--write-data DIR` it only writes the long texts it would send, one
+ * JSONL file per source, for training/'s `evaluate --truncate` to read the very same texts.
  *
  *   npx tsx bench/long-texts.ts --limit 20               # starts the service in this process
  *   npx tsx bench/long-texts.ts --url http://127.0.0.1:8080 --limit 200
+ *   npx tsx bench/long-texts.ts --limit 200 --write-data test-output/long-texts/data
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -15,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { parseConfig } from '../src/config.js'
 import { startService } from '../src/server.js'
-import { buildLongTexts, mean, meanLabel, readRows, replaceSection, table } from './long-text-data.js'
+import { buildLongTexts, longTextsJsonl, mean, meanLabel, readRows, replaceSection, table } from './long-text-data.js'
 import type { LongText } from './long-text-data.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -34,7 +36,9 @@ const USAGE = `usage: npx tsx bench/long-texts.ts [--limit N] [--url URL] [optio
   --model DIR        default models/emotion-qra-natural
   --threads N        default 2
   --xed PATH         XED validation split (default training/runs/emotion-natural-v1/data/validation-xed.jsonl; skipped when absent)
-  --out PATH         default docs/long-texts.md`
+  --out PATH         default docs/long-texts.md
+  --write-data DIR   only write the long texts, DIR/<source>.jsonl ({text, label}), for
+                     python -m because_train evaluate --truncate ...; no service, no report`
 
 interface Options {
   limit: number
@@ -47,6 +51,7 @@ interface Options {
   threads: number
   xed: string
   out: string
+  writeData: string | null
 }
 
 function parseArgs(argv: string[]): Options {
@@ -61,9 +66,10 @@ function parseArgs(argv: string[]): Options {
     threads: 2,
     xed: 'training/runs/emotion-natural-v1/data/validation-xed.jsonl',
     out: 'docs/long-texts.md',
+    writeData: null,
   }
   const ints = { '--limit': 'limit', '--min-chars': 'minChars', '--max-rows': 'maxRows', '--seed': 'seed', '--concurrency': 'concurrency', '--threads': 'threads' } as const
-  const strings = { '--url': 'url', '--model': 'model', '--xed': 'xed', '--out': 'out' } as const
+  const strings = { '--url': 'url', '--model': 'model', '--xed': 'xed', '--out': 'out', '--write-data': 'writeData' } as const
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split(/=(.*)/s) as [string, string | undefined]
     if (flag === '--help') throw new Error(USAGE)
@@ -172,6 +178,22 @@ function report(results: SourceResult[], opts: Options, model: string, startedAt
   ].join('\n')
 }
 
+/** Writes each source's long texts to `dir`/<source>.jsonl (the source's first word). */
+function writeData(dir: string, sources: [string, string][], opts: Options): void {
+  const out = resolve(ROOT, dir)
+  mkdirSync(out, { recursive: true })
+  for (const [source, path] of sources) {
+    if (!existsSync(path)) {
+      console.warn(`${source}: ${relative(ROOT, path)} not found; skipped (the data stage writes the XED split)`)
+      continue
+    }
+    const texts = buildLongTexts(readRows(path), { count: opts.limit, minChars: opts.minChars, maxRows: opts.maxRows, seed: opts.seed })
+    const file = join(out, `${source.split(' ')[0]!}.jsonl`)
+    writeFileSync(file, longTextsJsonl(texts))
+    console.log(`${source}: ${texts.length} long texts of ${texts.reduce((n, t) => n + t.rows.length, 0)} rows -> ${relative(ROOT, file)}`)
+  }
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
   const sources: [string, string][] = [
@@ -179,6 +201,7 @@ async function main(): Promise<void> {
     ['goemotions (Reddit)', join(ROOT, '../shared/data/goemotions/validation.jsonl')],
     ['xed (subtitles)', resolve(ROOT, opts.xed)],
   ]
+  if (opts.writeData !== null) return writeData(opts.writeData, sources, opts)
   const startedAt = new Date()
   const t0 = performance.now()
   const running = opts.url

@@ -3,7 +3,7 @@
  * every row once), how they are joined, and how the report is rewritten in place.
  */
 import { describe, expect, it } from 'vitest'
-import { buildLongTexts, joinRows, meanLabel, parseRows, replaceSection } from '../bench/long-text-data.js'
+import { buildLongTexts, joinRows, longTextsJsonl, meanLabel, parseRows, replaceSection } from '../bench/long-text-data.js'
 
 const rows = Array.from({ length: 60 }, (_, i) => ({ text: `row ${i} ${'x'.repeat(i % 7)}`, label: ['joy', 'anger', 'fear'][i % 3]! }))
 
@@ -46,6 +46,13 @@ describe('buildLongTexts', () => {
 
   it('stops when the rows run out', () => {
     expect(buildLongTexts(rows.slice(0, 6), { ...opts, maxRows: 2 }).length).toBe(3)
+  })
+
+  it('writes the texts as a split evaluate reads and parseRows reads back (--write-data)', () => {
+    const texts = buildLongTexts(rows, opts)
+    const jsonl = longTextsJsonl(texts)
+    expect(jsonl.endsWith('\n') && !jsonl.includes('\n\n')).toBe(true)
+    expect(parseRows(jsonl, 'long.jsonl')).toEqual(texts.map((t) => ({ text: t.text, label: t.label })))
   })
 })
 

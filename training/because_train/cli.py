@@ -11,6 +11,7 @@ from typing import Any
 
 from because_train.config import Config, as_dict, config_keys, load_config
 from because_train.console import setup_logging
+from because_train.long_text import TRUNCATE_MODES
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--ungrounded",
         action="store_true",
         help="let quotes stray from the input (measures what grounded quoting changes)",
+    )
+    ev.add_argument(
+        "--truncate",
+        choices=TRUNCATE_MODES,
+        default="start",
+        help="how a text over the package's max_input_tokens is read, as the service's `truncate` "
+        "(docs/long-texts.md): its first tokens, its last, or all of it in windows cut at sentence "
+        "boundaries, their scores averaged",
     )
     ev.add_argument("--confusion-png", help="write the confusion matrix as PNG here (default: not written)")
     return parser

@@ -4,12 +4,16 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from because_train.console import Progress
 from because_train.data import load_labelled
 from because_train.decode import Decoded, decode_batch
+from because_train.long_text import TRUNCATE_MODES, Reading, aggregate_windows, read_text
 from because_train.metrics import classification_metrics, expected_calibration_error, quoted_phrases
 from because_train.normalize import normalize
 from because_train.package import Package, PackageError, load_package
@@ -25,19 +29,103 @@ def predict(
     grounded: bool = True,
     temperature: float | None = None,
 ) -> list[tuple[Decoded, int]]:
-    """(decoded, number of text tokens) per text, in input order. `grounded=False` lets quotes
-    stray from the input (for measuring what grounding changes); `temperature` overrides the
-    package's calibration."""
+    """(decoded, number of text tokens) per text, in input order, each text read as `start` reads it
+    (its first max_input_tokens tokens). `grounded=False` lets quotes stray from the input (for
+    measuring what grounding changes); `temperature` overrides the package's calibration."""
+    read = predict_texts(pkg, texts, "start", batch_size, progress, grounded, temperature)
+    return [(p.decoded[0], p.input_tokens) for p in read]
+
+
+@dataclass
+class TextPrediction:
+    """One text's answer, as the service gives it: a text read in one window is that window's answer
+    unchanged; one read in several is their aggregate (long_text.aggregate_windows)."""
+
+    reading: Reading
+    decoded: list[Decoded]  # per window, in text order
+    input_tokens: int  # the text's tokens, encoded whole (before any cut)
+    scores: np.ndarray
+    label: int
+    deciding: int  # the window whose reasoning is the answer's
+
+    @property
+    def reasoning_ids(self) -> list[int]:
+        return self.decoded[self.deciding].reasoning_ids
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Over all windows, as the service's `usage.reasoning_tokens`."""
+        return sum(len(d.reasoning_ids) for d in self.decoded)
+
+    @property
+    def forced(self) -> bool:
+        """A window ran out of its reasoning budget."""
+        return any(d.forced for d in self.decoded)
+
+    @property
+    def label_logits(self) -> np.ndarray | None:
+        """The label logits of a text read in one window (an aggregate of several has none)."""
+        return self.decoded[0].label_logits if len(self.decoded) == 1 else None
+
+
+def predict_texts(
+    pkg: Package,
+    texts: list[str],
+    truncate: str = "start",
+    batch_size: int = 64,
+    progress: bool = False,
+    grounded: bool = True,
+    temperature: float | None = None,
+) -> list[TextPrediction]:
+    """Every text read as `truncate` says (long_text.read_text), every window decoded, the answers of
+    a text's windows aggregated; in input order."""
+    if truncate not in TRUNCATE_MODES:
+        raise ValueError(f"truncate {truncate!r}: expected one of {', '.join(TRUNCATE_MODES)}")
+    spec, m = pkg.spec, pkg.manifest
+    limit = m["limits"]["max_input_tokens"]
+    text_ids = [spec.text_ids(t) for t in texts]
+    readings: list[Reading] = []
+    for i, (t, ids) in enumerate(zip(texts, text_ids, strict=True)):
+        try:
+            readings.append(read_text(t, ids, limit, truncate, spec.text_ids))
+        except ValueError as e:
+            raise ValueError(f"text {i}: {e}") from None
+    windows = [w for r in readings for w in r.windows]
+    unit = "window" if truncate == "windows" else "row"
+    decoded = decode_windows(pkg, windows, batch_size, progress, grounded, temperature, unit)
+    out: list[TextPrediction] = []
+    at = 0
+    for reading, ids in zip(readings, text_ids, strict=True):
+        mine = decoded[at : at + len(reading.windows)]
+        at += len(reading.windows)
+        if len(mine) == 1:
+            scores, label, deciding = mine[0].scores, mine[0].label, 0
+        else:
+            agg = aggregate_windows([d.scores for d in mine], [len(w) for w in reading.windows])
+            scores, label, deciding = np.array(agg.scores), agg.label_index, agg.deciding_window
+        out.append(TextPrediction(reading, mine, len(ids), scores, label, deciding))
+    return out
+
+
+def decode_windows(
+    pkg: Package,
+    windows: list[list[int]],
+    batch_size: int = 64,
+    progress: bool = False,
+    grounded: bool = True,
+    temperature: float | None = None,
+    unit: str = "row",
+) -> list[Decoded]:
+    """Each window's text ids between the template's, decoded (shortest prompts batched together);
+    in input order."""
     spec, m = pkg.spec, pkg.manifest
     forward = pkg.forward()
-    text_ids = [spec.text_ids(t) for t in texts]
-    limit = m["limits"]["max_input_tokens"]
-    prompts = [spec.prompt_ids(ids[:limit]) for ids in text_ids]
-    sources = [spec.source_bytes(ids[:limit]) for ids in text_ids]
-    order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+    prompts = [spec.prompt_ids(ids) for ids in windows]
+    sources = [spec.source_bytes(ids) for ids in windows]
+    order = sorted(range(len(windows)), key=lambda i: len(prompts[i]))
     out: dict[int, Decoded] = {}
     t0 = time.time()
-    meter = Progress(log, "evaluate", len(texts), unit="row", enabled=progress)
+    meter = Progress(log, "evaluate", len(windows), unit=unit, enabled=progress)
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         decoded = decode_batch(
@@ -56,12 +144,12 @@ def predict(
         )
         out.update(zip(idx, decoded, strict=True))
         meter.update(len(out))
-        meter.line(f"evaluate: {len(out)}/{len(texts)} rows ({time.time() - t0:.0f}s)")
+        meter.line(f"evaluate: {len(out)}/{len(windows)} {unit}s ({time.time() - t0:.0f}s)")
     meter.close()
-    return [(out[i], len(text_ids[i])) for i in range(len(texts))]
+    return [out[i] for i in range(len(windows))]
 
 
-def reasoning_text(pkg: Package, d: Decoded) -> str:
+def reasoning_text(pkg: Package, d: Decoded | TextPrediction) -> str:
     return pkg.spec.tokenizer.decode(d.reasoning_ids, skip_special_tokens=False).strip()
 
 
@@ -83,47 +171,64 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     grounded: bool = True,
+    truncate: str = "start",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics and per-row predictions on the rows of `data` that have a label (rows whose label
-    is null are skipped and counted in `skipped`)."""
+    is null are skipped and counted in `skipped`). A row over the package's max_input_tokens is
+    read as `truncate` says (docs/long-texts.md): its first tokens (`start`), its last (`end`), or
+    all of it in windows (`windows`)."""
     labels = pkg.manifest["labels"]
     rows, counts = load_labelled(data, labels=tuple(labels))
     if limit:
         rows = rows[:limit]
     t0 = time.time()
-    results = predict(pkg, [r.text for r in rows], batch_size, progress, grounded)
+    results = predict_texts(pkg, [r.text for r in rows], truncate, batch_size, progress, grounded)
     seconds = time.time() - t0
-    metrics = classification_metrics([r.label for r in rows], [d.label for d, _ in results], labels)
-    reasonings = [reasoning_text(pkg, d) for d, _ in results]
+    metrics = classification_metrics([r.label for r in rows], [p.label for p in results], labels)
+    reasonings = [reasoning_text(pkg, p) for p in results]
     quotes, in_input = grounding_counts(pkg, [r.text for r in rows], reasonings)
-    correct = [d.label == r.label for r, (d, _) in zip(rows, results, strict=True)]
+    correct = [p.label == r.label for r, p in zip(rows, results, strict=True)]
     metrics.update(
         model=pkg.id,
         kind=pkg.kind,
         data=data,
         skipped=counts.skipped,
         seconds=round(seconds, 2),
-        forced_marker=sum(d.forced for d, _ in results),
+        forced_marker=sum(p.forced for p in results),
         quotes=quotes,
         quotes_grounded=in_input / quotes if quotes else 1.0,
-        mean_top_score=float(sum(float(d.scores.max()) for d, _ in results) / max(1, len(results))),
-        ece=expected_calibration_error([float(d.scores.max()) for d, _ in results], correct),
+        mean_top_score=float(sum(float(p.scores.max()) for p in results) / max(1, len(results))),
+        ece=expected_calibration_error([float(p.scores.max()) for p in results], correct),
         temperature=pkg.temperature,
+        truncate=truncate,
+        long_rows=sum(p.input_tokens > pkg.manifest["limits"]["max_input_tokens"] for p in results),
+        windows=sum(len(p.decoded) for p in results),
+        input_tokens_dropped=sum(p.reading.dropped for p in results),
     )
     predictions = [
         {
             "text": r.text,
             "label": labels[r.label],
-            "pred": labels[d.label],
+            "pred": labels[p.label],
             "reasoning": reasoning,
-            "scores": {name: float(s) for name, s in zip(labels, d.scores, strict=True)},
-            "input_tokens": n,
-            "reasoning_tokens": len(d.reasoning_ids),
-            "label_logits": [float(x) for x in d.label_logits] if d.label_logits is not None else None,
+            "scores": {name: float(s) for name, s in zip(labels, p.scores, strict=True)},
+            "input_tokens": p.input_tokens,
+            "reasoning_tokens": p.reasoning_tokens,
+            "label_logits": [float(x) for x in p.label_logits] if p.label_logits is not None else None,
+            "input_tokens_dropped": p.reading.dropped,
+            "windows": len(p.decoded),
+            **({"reasoning_window": _reasoning_window(p)} if truncate == "windows" else {}),
         }
-        for r, (d, n), reasoning in zip(rows, results, reasonings, strict=True)
+        for r, p, reasoning in zip(rows, results, reasonings, strict=True)
     ]
     return metrics, predictions
+
+
+def _reasoning_window(p: TextPrediction) -> dict[str, int]:
+    """The deciding window's index and code point span, as the service's `reasoning_window`."""
+    assert p.reading.spans is not None
+    span = p.reading.spans[p.deciding]
+    return {"index": p.deciding, "start": span.start, "end": span.end}
 
 
 def confusion_png(metrics: dict[str, Any], labels: list[str], path: str | Path, title: str) -> None:
@@ -161,7 +266,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     try:
         pkg = load_package(args.model, args.threads)
         metrics, predictions = evaluate(
-            pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded
+            pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded, truncate=args.truncate
         )
     except (PackageError, ValueError, OSError) as e:
         log.error(f"evaluate: {e}")
@@ -171,6 +276,11 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         f"model {pkg.id} ({pkg.kind}) on {args.data}: {metrics['n']} rows in {metrics['seconds']}s "
         f"({metrics['skipped']} rows without a label skipped)"
     )
+    if args.truncate != "start":
+        print(
+            f"truncate {args.truncate}: {metrics['long_rows']} rows over {pkg.manifest['limits']['max_input_tokens']} "
+            f"tokens; {metrics['windows']} windows read, {metrics['input_tokens_dropped']} tokens dropped"
+        )
     print(
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  forced marker {metrics['forced_marker']}"
     )
@@ -203,6 +313,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             "forced_marker",
             "seconds",
             "data",
+            "truncate",
         )
     }
     print(json.dumps(summary))
