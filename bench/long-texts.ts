@@ -35,7 +35,7 @@ const USAGE = `usage: npx tsx bench/long-texts.ts [--limit N] [--url URL] [optio
   --url URL          a running service; without it one is started here (--model, --threads)
   --model DIR        default models/emotion-qra-natural
   --threads N        default 2
-  --xed PATH         XED validation split (default training/runs/emotion-natural-v1/data/validation-xed.jsonl; skipped when absent)
+  --xed PATH         XED validation split (default training/runs/emotion-natural-v2/data/validation-xed.jsonl; skipped when absent)
   --out PATH         default docs/long-texts.md
   --write-data DIR   only write the long texts, DIR/<source>.jsonl ({text, label}), for
                      python -m because_train evaluate --truncate ...; no service, no report`
@@ -64,7 +64,7 @@ function parseArgs(argv: string[]): Options {
     url: null,
     model: 'models/emotion-qra-natural',
     threads: 2,
-    xed: 'training/runs/emotion-natural-v1/data/validation-xed.jsonl',
+    xed: 'training/runs/emotion-natural-v2/data/validation-xed.jsonl',
     out: 'docs/long-texts.md',
     writeData: null,
   }

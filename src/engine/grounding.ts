@@ -48,7 +48,8 @@ export function occursAsWords(source: Uint8Array, needle: Uint8Array, closed: bo
  * The state after `token`, or `null` when the token would quote what is not a phrase of `source`:
  * an empty quotation, a quotation opened where the input is empty, or quoted bytes that are not
  * whole words of `source` (a quote starts where a word starts and closes where one ends, so "hate"
- * is no quote of "hated"); and, unless `repeatOk`, a phrase the reasoning has already quoted.
+ * is no quote of "hated"); and, unless `repeatOk`, a phrase the reasoning has already quoted, or
+ * a quotation that can only become one.
  */
 export function advanceQuote(
   state: QuoteState,
@@ -79,7 +80,32 @@ export function advanceQuote(
       quote = grown
     }
   }
+  // Every phrase this quotation could still become was quoted already: turned away before the
+  // model is committed to a repeat (a closing mark alone could refuse it only when nothing else
+  // can follow).
+  if (inside && !repeatOk && !leadsToNew(source, quote, quoted)) return null
   return inside === state.inside && quote === state.quote ? state : { inside, quote, quoted }
+}
+
+/**
+ * Whether some phrase of whole words of `source` that starts with `prefix` is not in `quoted`
+ * (`decode.py`'s `leads_to_new`).
+ */
+export function leadsToNew(source: Uint8Array, prefix: Uint8Array, quoted: ReadonlySet<string>): boolean {
+  if (quoted.size === 0) return true
+  const m = source.length
+  const n = prefix.length
+  outer: for (let i = 0; i + n <= m; i++) {
+    if (i > 0 && source[i - 1] !== SPACE) continue
+    for (let j = 0; j < n; j++) if (source[i + j] !== prefix[j]) continue outer
+    for (let e = i + n; ; ) {
+      if (e > i && (e === m || source[e] === SPACE) && !quoted.has(key(source.subarray(i, e)))) return true
+      if (e >= m) break
+      const next = source.indexOf(SPACE, e + 1)
+      e = next < 0 ? m : next
+    }
+  }
+  return false
 }
 
 /** The grounding of one sequence: its input bytes and the table of every token's bytes. */

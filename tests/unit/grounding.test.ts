@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { OUTSIDE, advanceQuote, occursAsWords, pickGrounded } from '../../src/engine/grounding.js'
+import { OUTSIDE, advanceQuote, leadsToNew, occursAsWords, pickGrounded } from '../../src/engine/grounding.js'
 import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js'
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
@@ -219,5 +219,22 @@ describe('repeated quotations', () => {
     // "hated" can grow into "hated it": the repeat is refused.
     const grown = pickGrounded(new Float32Array([0, 9, 1, 1, 1]), 0, 5, ctx, inside('hated', ['hated']))
     expect(grown.token).toBe(4)
+  })
+
+  it('turns a quotation away as soon as it can only become a phrase already quoted', () => {
+    // "i got the job i feel so happy": "happy" quoted once; a new quotation may not head for it again.
+    const text = utf8('i feel so happy')
+    const quoted = ['happy']
+    expect(leadsToNew(text, utf8('happy'), new Set(quoted))).toBe(false)
+    expect(leadsToNew(text, utf8('hap'), new Set(quoted))).toBe(false)
+    expect(leadsToNew(text, utf8('so'), new Set(quoted))).toBe(true) // "so", "so happy"
+    expect(leadsToNew(text, new Uint8Array(0), new Set(quoted))).toBe(true)
+    expect(leadsToNew(text, new Uint8Array(0), new Set(['i', 'i feel', 'i feel so', 'i feel so happy', 'feel', 'feel so', 'feel so happy', 'so', 'so happy', 'happy']))).toBe(false)
+    expect(advanceQuote(inside('', quoted), utf8('happy'), text)).toBeNull()
+    expect(advanceQuote(inside('', quoted), utf8('happy'), text, true)?.quote).toEqual(utf8('happy'))
+    // In decoding the model's favourite, "happy" again, gives way to its next choice that can be new.
+    const words = [utf8('<m>'), utf8('"'), utf8('happy'), utf8('so'), utf8('feel')]
+    const c: GroundingContext = { source: text, tokenBytes: words, banned: new Set(), marker: 0 }
+    expect(pickGrounded(new Float32Array([0, 1, 9, 5, 3]), 0, 5, c, inside('', quoted)).token).toBe(3)
   })
 })

@@ -35,7 +35,8 @@ def advance_quote(
     """The state after `token`, or None when the token would quote something that is not a phrase
     of `source`: an empty quotation, or quoted bytes that are not whole words of `source` (a quote
     starts where a word starts and closes where a word ends, so "hate" is no quote of "hated"); and,
-    unless `repeat_ok`, a phrase the reasoning has already quoted."""
+    unless `repeat_ok`, a phrase the reasoning has already quoted, or a quotation that can only
+    become one."""
     # Padded with a space before, for words that start the input, and after, for closing quotes
     # that end it; a growing quote is checked against the start-padded form only, so that it can
     # never run into a state no closing mark can leave.
@@ -56,7 +57,31 @@ def advance_quote(
             quote += bytes((b,))
             if b" " + quote not in opened:
                 return None
+    if inside and not repeat_ok and not leads_to_new(source, quote, quoted):
+        return None  # every phrase this quotation could still become was quoted already
     return QuoteState(inside, quote, quoted)
+
+
+def leads_to_new(source: bytes, prefix: bytes, quoted: frozenset[bytes]) -> bool:
+    """Whether some phrase of whole words of `source` that starts with `prefix` is not in `quoted`.
+    Checked while a quotation grows, so that the model is turned away from a repeat before it is
+    committed to one (a closing mark alone could only refuse it when nothing else can follow)."""
+    if not quoted:
+        return True
+    m, start = len(source), 0
+    while (i := source.find(prefix, start)) >= 0:
+        start = i + 1
+        if i > 0 and source[i - 1] != 0x20:
+            continue
+        e = i + len(prefix)
+        while True:
+            if e > i and (e == m or source[e] == 0x20) and source[i:e] not in quoted:
+                return True
+            if e >= m:
+                break
+            nxt = source.find(b" ", e + 1)
+            e = m if nxt < 0 else nxt
+    return False
 
 
 class Grounding:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from because_train.decode import Grounding, QuoteState, advance_quote, decode_batch
+from because_train.decode import Grounding, QuoteState, advance_quote, decode_batch, leads_to_new
 from because_train.metrics import quoted_phrases
 
 SOURCE = b"i cant believe it !"
@@ -53,6 +53,24 @@ def test_a_phrase_is_quoted_once_unless_nothing_else_can_close_the_quotation():
     g = Grounding(src, tokens)
     g.state = QuoteState(True, b"hated", frozenset({b"hated"}))
     assert g.pick(np.array([0.0, 9.0, 1.0, 1.0, 1.0], dtype=np.float32), banned=[], marker=0) == 4
+
+
+def test_a_quotation_that_can_only_become_a_repeat_is_turned_away():
+    src, quoted = b"i feel so happy", frozenset({b"happy"})
+    assert not leads_to_new(src, b"happy", quoted)
+    assert not leads_to_new(src, b"hap", quoted)
+    assert leads_to_new(src, b"so", quoted)  # "so", "so happy"
+    assert leads_to_new(src, b"", quoted)
+    every = {b"i", b"i feel", b"i feel so", b"i feel so happy", b"feel", b"feel so", b"feel so happy"}
+    assert not leads_to_new(src, b"", frozenset(every | {b"so", b"so happy", b"happy"}))
+    assert advance_quote(QuoteState(True, b"", quoted), b"happy", src) is None
+    assert advance_quote(QuoteState(True, b"", quoted), b"happy", src, repeat_ok=True) == QuoteState(
+        True, b"happy", quoted
+    )
+    # The model's favourite, "happy" again, gives way to its next choice that can be new.
+    g = Grounding(src, [b"<m>", b'"', b"happy", b"so", b"feel"])
+    g.state = QuoteState(True, b"", quoted)
+    assert g.pick(np.array([0.0, 1.0, 9.0, 5.0, 3.0], dtype=np.float32), banned=[], marker=0) == 3
 
 
 def test_multibyte_input_is_compared_as_bytes():
