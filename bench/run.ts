@@ -8,7 +8,8 @@
  *    service: `node --import tsx src/main.ts`; the peer: `node --import tsx bench/peer-server.ts`),
  *    same model folder, same intra-op thread count; warms it up; sends the agreement texts one by
  *    one; then for each concurrency level a warm-up and a measured closed loop over streamed
- *    `/explain` requests (the same texts in the same order for both systems).
+ *    `/explain` requests (the same texts in the same order for both systems); the engine then, unless
+ *    `--no-windows`, on texts it reads in N windows (bench/lib/windows.ts).
  * 3. Measures the matmul rate again, prints the tables, writes the markdown report
  *    (docs/benchmarks.md by default) and the raw samples as JSON under test-output/bench/.
  */
@@ -39,6 +40,8 @@ import {
   summarize,
 } from './lib/stats.js'
 import type { BenchOptions, ModelShape, Summary } from './lib/stats.js'
+import { measureWindows, windowCounter, windowsPlan, windowsSection, windowsTable, windowTextsByN } from './lib/windows.js'
+import type { WindowsPlan, WindowsResult } from './lib/windows.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const OUT_DIR = join(ROOT, 'test-output', 'bench')
@@ -74,6 +77,21 @@ interface Answers {
   /** Samples whose reasoning or label differed from the same system's earlier answer for that text. */
   inconsistent: number
   firstInconsistent?: { textIndex: number; a: string; b: string }
+}
+
+/** What one system measured. */
+interface SystemResult {
+  levels: LevelResult[]
+  agreement: Sample[]
+  answers: Answers
+  /** The windows section (the engine only). */
+  windows?: WindowsResult[]
+}
+
+/** The windows section's texts per N and its plan; absent: not measured. */
+interface WindowsInput {
+  texts: Map<number, string[]>
+  plan: WindowsPlan
 }
 
 interface AgreementRow {
@@ -168,7 +186,8 @@ async function runSystem(
   agreementTexts: string[],
   templateTokens: number,
   shape: ModelShape,
-): Promise<{ levels: LevelResult[]; agreement: Sample[]; answers: Answers }> {
+  windows?: WindowsInput,
+): Promise<SystemResult> {
   const server = await startServer(system, opts, modelDir)
   const levels: LevelResult[] = []
   const answers: Answers = { byText: new Map(), inconsistent: 0 }
@@ -236,7 +255,8 @@ async function runSystem(
       )
       if (errors.length > 0) log(`${system} c=${c}: first error: ${errors[0]!.error}`)
     }
-    return { levels, agreement, answers }
+    if (system !== 'engine' || !windows) return { levels, agreement, answers }
+    return { levels, agreement, answers, windows: await measureWindows(base, windows.texts, windows.plan, log) }
   } finally {
     const exit = await server.stop()
     if (exit.code !== 0) log(`${system}: server exited with ${JSON.stringify(exit)}; log: ${relative(ROOT, join(OUT_DIR, `${system}.log`))}`)
@@ -339,9 +359,10 @@ async function main(): Promise<void> {
   log(`matmul ${matmulStart.m}x${matmulStart.k} @ ${matmulStart.k}x${matmulStart.n}, ${opts.threads} threads: ${fmt(matmulStart.medianMs)} ms, ${fmt(matmulStart.gflops)} GFLOP/s`)
 
   const agreementTexts = [...texts.slice(0, Math.max(0, opts.agreement - 2)), "I didn't feel humiliated!!", "I'm SO happy 😊 and a bit nervous, honestly."]
-  const results: Partial<Record<System, { levels: LevelResult[]; agreement: Sample[]; answers: Answers }>> = {}
+  const windows = buildWindowsInput(opts, texts, pkg)
+  const results: Partial<Record<System, SystemResult>> = {}
   for (const system of opts.systems) {
-    results[system] = await runSystem(system, opts, modelDir, texts, agreementTexts, templateTokens, shape)
+    results[system] = await runSystem(system, opts, modelDir, texts, agreementTexts, templateTokens, shape, windows)
   }
   const matmulEnd = await measureMatmul({ threads: opts.threads, seconds: opts.quick ? 1 : 3 })
   const loadEnd = loadAvg()
@@ -383,8 +404,42 @@ async function main(): Promise<void> {
   const json = join(OUT_DIR, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`)
   mkdirSync(OUT_DIR, { recursive: true })
   const levels = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.levels]))
-  writeFileSync(json, JSON.stringify({ opts, info, started, finished, loadStart, loadEnd, matmul: [matmulStart, matmulEnd], levels, agreementRows }, null, 1))
+  const windowsResults = results.engine?.windows ?? null
+  writeFileSync(json, JSON.stringify({ opts, info, started, finished, loadStart, loadEnd, matmul: [matmulStart, matmulEnd], levels, windows: windowsResults, agreementRows }, null, 1))
   log(`wrote ${relative(ROOT, out)} and ${relative(ROOT, json)}`)
+}
+
+/**
+ * The windows section's texts, built before any server starts so that a texts file too short for
+ * them fails at once; undefined when the section is off (`--no-windows`, or no engine).
+ */
+function buildWindowsInput(opts: BenchOptions, texts: string[], pkg: Awaited<ReturnType<typeof loadPackage>>): WindowsInput | undefined {
+  if (opts.windows.length === 0 || !opts.systems.includes('engine')) return undefined
+  const t0 = performance.now()
+  const plan = windowsPlan(opts.quick, opts.seconds)
+  const count = windowCounter(pkg.tokenizer.encoder, pkg.manifest.limits.max_input_tokens)
+  const byN = windowTextsByN(texts, opts.windows, plan.texts, count)
+  const chars = [...byN].map(([n, ts]) => `N=${n} ${fmt(ts.reduce((a, t) => a + t.length, 0) / ts.length)}`).join(', ')
+  log(`windows: ${plan.texts} texts per N built in ${((performance.now() - t0) / 1000).toFixed(1)} s (mean characters: ${chars})`)
+  return { texts: byN, plan }
+}
+
+/** Why the windows section has no table. */
+function windowsSkipped(opts: BenchOptions): string {
+  if (opts.windows.length === 0) return '`--no-windows`'
+  return opts.systems.includes('engine') ? 'no result' : 'the engine is not among `--systems`'
+}
+
+/** The Method bullet of the windows section. */
+function windowsMethod(opts: BenchOptions): string {
+  const plan = windowsPlan(opts.quick, opts.seconds)
+  const length = plan.seconds > 0 ? `about ${plan.seconds} s (at least ${2 * plan.concurrency} requests)` : `${2 * plan.concurrency} requests (\`--quick\`)`
+  return (
+    `- Long texts (windows), the engine only (the peer has no windows mode; \`--no-windows\` skips it): for each N of \`--windows\` (default 1, 2, 4, 8), ${plan.texts} texts built from the texts file before any server starts. ` +
+    'Each is the longest run of consecutive texts of the file, joined as bench/long-texts.ts joins rows (a full stop added to a text without end punctuation), that the service reads in exactly N windows, counted with the package\'s encoder and the service\'s own window planner (src/http/long-text/plan.ts); each text of the file goes into one text per N at most, and the bench stops when the file runs out. ' +
+    `Per N: each text once at concurrency ${plan.concurrency} (the warm-up), then a closed loop of \`POST /classify\` (JSON, \`truncate: "windows"\`) at concurrency ${plan.concurrency} for ${length}; \`--requests\` does not apply. ` +
+    'Every answer\'s `usage.windows` must be N, or the bench stops. texts/s and windows/s: completed texts and their windows / (last end - first send); e2e: from the send to the end of the response.'
+  )
 }
 
 interface ReportInput {
@@ -399,7 +454,7 @@ interface ReportInput {
   loadStart: string
   loadEnd: string
   matmul: [MatmulRate, MatmulRate]
-  results: Partial<Record<System, { levels: LevelResult[]; agreement: Sample[]; answers: Answers }>>
+  results: Partial<Record<System, SystemResult>>
   agreement: ReturnType<typeof compareAgreement>
   underLoad: ReturnType<typeof compareUnderLoad>
 }
@@ -491,6 +546,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
   lines.push('')
   lines.push(table(peer))
   lines.push('')
+  lines.push(...windowsSection(results.engine?.windows, windowsSkipped(opts)))
   lines.push('## Arithmetic per classification')
   lines.push('')
   lines.push(
@@ -554,6 +610,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
       '- The peer (bench/lib/peer.ts) loads the same folder with transformers.js (`env.allowRemoteModels = false`, `subfolder: \'\'`, `model_file_name: \'model\'`, dtype fp32, CPU, the engine\'s thread settings; ONNX Runtime\'s default spin-waiting, which the engine turns off) normalises each text with the package\'s rule (and its emoji.json for natural-v1), and calls `generate()` once per request with greedy decoding under grounded quoting: a logits processor picks each reasoning token with the engine\'s own `pickGrounded` (src/engine/grounding.ts; bos/eos/pad/sep banned, and inside a quotation only tokens that keep the quote a span of the request\'s text bytes), carrying the quotation state across steps, and leaves that token the only finite logit. That is one scan of the vocabulary per token (more only when the best token would misquote), the work the engine does per row and step, so grounding costs both systems the same and the comparison stays fair. The marker is forced after the reasoning budget, and `max_new_tokens` = budget + 2 so that the step that feeds the marker yields the label logits (read by the same processor, divided by the package\'s calibration temperature before the softmax, then a stopping criterion ends it): one prefill, one pass per reasoning token, one for the marker, as in the engine. A streamer sends each new piece of reasoning as an SSE `reasoning` event. Its HTTP layer is Hono on @hono/node-server with the service\'s event shapes.',
       '- Closed loop: C clients, each sending its next streamed `POST /explain` (`Accept: text/event-stream`) as soon as its previous one ended; request i gets text i of the list. Per level: a warm-up of max(2C, 16) requests (other texts), then the measured requests; without `--requests`, as many as the warm-up rate gives in about ' +
         `${opts.seconds} s (at least 8C). Before the levels, ${opts.quick ? 16 : 96} warm-up requests at concurrency 8 per system.`,
+      windowsMethod(opts),
       '- cls/s: completed classifications / (last end - first send). tok/s: reasoning tokens (the streamed ones; the marker and label are not counted) / the same time. TTFT: from the send to the first non-empty `reasoning` event at the client. e2e: from the send to the `done` event. Percentiles interpolate linearly between ranks. Server and client CPU: user + system CPU time of the server process (all threads) and of the benchmark process, over the measured time (200% = both cores).',
     ].join('\n'),
   )
@@ -570,6 +627,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
     'peer',
     table(peer),
     '',
+    results.engine?.windows ? `engine, texts of N windows (POST /classify, truncate "windows", concurrency ${results.engine.windows[0]?.concurrency})\n${windowsTable(results.engine.windows)}\n` : `windows: not measured (${windowsSkipped(opts)})\n`,
     `arithmetic: ${fmt(f.total / 1e6, 3)} MFLOP per classification (${fmt(f.tokens)} tokens); matmul rate ${fmt(x.matmul[0].gflops)} / ${fmt(x.matmul[1].gflops)} GFLOP/s (start / end)`,
     a.compared ? `agreement: reasoning ${a.same}/${a.compared}, label ${a.sameLabel}/${a.compared}, max score diff ${a.maxScoreDiff.toExponential(1)}` : 'agreement: not compared',
     x.underLoad.compared ? `agreement under load: reasoning ${x.underLoad.same}/${x.underLoad.compared}, label ${x.underLoad.sameLabel}/${x.underLoad.compared}; inconsistent answers: engine ${x.underLoad.engine?.inconsistent ?? 'n/a'}, peer ${x.underLoad.peer?.inconsistent ?? 'n/a'}` : '',

@@ -21,6 +21,13 @@ import {
   summarize,
 } from '../bench/lib/stats.js'
 import type { ModelShape } from '../bench/lib/stats.js'
+import type { Sample } from '../bench/lib/client.js'
+import { buildWindowTexts, checkWindows, windowCounter, windowsPlan, windowsRequests, windowsResult, windowsSection, windowTextsByN, withCosts } from '../bench/lib/windows.js'
+import { joinRows } from '../bench/long-text-data.js'
+import { prepareText } from '../src/http/long-text/prepare.js'
+import type { ServedModel } from '../src/http/service.js'
+import { loadPackage } from '../src/model/package.js'
+import { required } from './support/required.js'
 
 // The 4.2M-parameter model of the full training run (DESIGN.md's calibration model, MLP 768).
 const TINY: ModelShape = {
@@ -111,6 +118,17 @@ describe('options', () => {
     expect(o.threads).toBe(2)
     expect(o.systems).toEqual(['engine', 'peer'])
     expect(o.out).toBeNull()
+    expect(o.windows).toEqual([1, 2, 4, 8])
+    expect(parseBenchArgs(['--quick']).windows).toEqual([1, 2, 4, 8])
+  })
+
+  it('reads the windows Ns (ascending, once each) and --no-windows', () => {
+    expect(parseBenchArgs(['--windows', '8,1,2,2']).windows).toEqual([1, 2, 8])
+    expect(parseBenchArgs(['--windows=3']).windows).toEqual([3])
+    expect(parseBenchArgs(['--no-windows', '--quick']).windows).toEqual([])
+    expect(() => parseBenchArgs(['--windows', '1,0'])).toThrow(/--windows/)
+    expect(() => parseBenchArgs(['--windows', '2', '--no-windows'])).toThrow(UsageError)
+    expect(() => parseBenchArgs(['--no-windows=1'])).toThrow(UsageError)
   })
 
   it('reads flags in both spellings; --quick shrinks the run', () => {
@@ -153,6 +171,98 @@ describe('texts and formatting', () => {
 
   it('builds a markdown table', () => {
     expect(markdownTable(['a', 'b'], [['1', '2']])).toBe('| a | b |\n| --- | --- |\n| 1 | 2 |')
+  })
+})
+
+describe('windows section', () => {
+  // A stand-in count: a window per 10 words, so a row of w words adds w / 10 of one.
+  const byWords = (text: string) => Math.ceil(text.split(' ').length / 10)
+  const rows = Array.from({ length: 200 }, (_, i) => `row${i} ${'w '.repeat(i % 5).trim()}`.trim())
+
+  it('builds texts of exactly N windows, each the longest run of consecutive rows', () => {
+    for (const n of [1, 2, 4, 8]) {
+      const texts = buildWindowTexts(rows, n, 3, byWords)
+      expect(texts).toHaveLength(3)
+      let at = 0
+      for (const t of texts) {
+        expect(byWords(t)).toBe(n)
+        const first = rows.findIndex((r) => t.startsWith(`${r}.`))
+        expect(first).toBe(at) // consecutive rows, none skipped here
+        const used = t.split('. ').length
+        expect(t).toBe(joinRows(rows.slice(first, first + used)))
+        expect(byWords(joinRows(rows.slice(first, first + used + 1)))).toBeGreaterThan(n) // one row more: N + 1
+        at = first + used
+      }
+    }
+  })
+
+  it('skips a row that jumps past N, and fails loudly when the rows run out', () => {
+    const jump = ['a b c', 'w '.repeat(21).trim(), 'p '.repeat(12).trim(), 'q r', 's t']
+    // The second row takes 'a b c' from 1 window to 3: both are skipped, the next text starts after them.
+    expect(buildWindowTexts(jump, 2, 1, byWords)).toEqual([joinRows(jump.slice(2))])
+    expect(() => buildWindowTexts(jump, 2, 2, byWords)).toThrow(/only 1 of 2 texts of 2 windows/)
+    expect(() => buildWindowTexts(rows, 8, 1000, byWords)).toThrow(/only \d+ of 1000 texts of 8 windows from the 200 texts/)
+    expect([...windowTextsByN(rows, [1, 4], 2, byWords).keys()]).toEqual([1, 4])
+  })
+
+  it('gives texts the service itself reads in N windows (the real encoder and prepareText)', async () => {
+    const pkg = await loadPackage('models/emotion-qra-natural', { verify: false })
+    const max = pkg.manifest.limits.max_input_tokens
+    const encoder = pkg.tokenizer.encoder
+    const model = { id: pkg.manifest.id, maxInputTokens: max, encoder } as unknown as ServedModel
+    const texts = parseTexts(readFileSync(required('shared data', resolve('../shared/data/emotion/validation.jsonl')), 'utf8'))
+    const count = windowCounter(encoder, max)
+    for (const [n, built] of windowTextsByN(texts, [1, 2, 4, 8], 2, count)) {
+      for (const text of built) {
+        expect(prepareText(model, text, encoder.encode(text), 'windows', 'text').windows).toHaveLength(n)
+        expect(count(text)).toBe(n)
+      }
+    }
+  })
+
+  it('sizes a measured N from its warm-up; --quick is 2C requests', () => {
+    expect(windowsPlan(true, 3)).toEqual({ concurrency: 8, texts: 8, seconds: 0 })
+    expect(windowsPlan(false, 18).seconds).toBe(6)
+    expect(windowsPlan(false, 2).seconds).toBe(2)
+    expect(windowsRequests(100, windowsPlan(true, 3))).toBe(16)
+    expect(windowsRequests(10, windowsPlan(false, 18))).toBe(60)
+    expect(windowsRequests(Number.NaN, windowsPlan(false, 18))).toBe(16)
+  })
+
+  const sample = (n: number, totalMs: number, ok = true): Sample => ({
+    textIndex: 0,
+    ok,
+    ...(ok ? {} : { error: 'http_429: full' }),
+    ttftMs: Number.NaN,
+    totalMs,
+    startMs: 0,
+    endMs: totalMs,
+    windows: n,
+    inputTokens: 100 * n,
+    reasoningTokens: 15 * n,
+  })
+
+  it('checks every answer\'s window count', () => {
+    expect(() => checkWindows([sample(2, 10), sample(2, 10, false)], 2, 'measured', false)).not.toThrow()
+    expect(() => checkWindows([sample(2, 10), sample(2, 10, false)], 2, 'warm-up', true)).toThrow(/warm-up failed: http_429/)
+    expect(() => checkWindows([sample(2, 10), sample(3, 10)], 2, 'measured', false)).toThrow(/in 3 windows, not 2/)
+  })
+
+  it('reports texts/s, windows/s and the cost per text relative to the first N', () => {
+    const one = windowsResult(1, 8, 8, { samples: Array.from({ length: 40 }, () => sample(1, 100)), elapsedMs: 2000 })
+    const four = windowsResult(4, 8, 8, { samples: [...Array.from({ length: 10 }, () => sample(4, 400)), sample(4, 1, false)], elapsedMs: 2000 })
+    expect(one).toMatchObject({ textsPerS: 20, windowsPerS: 20, meanInputTokens: 100, errors: 0 })
+    expect(four).toMatchObject({ requests: 11, textsPerS: 5, windowsPerS: 20, meanReasoningTokens: 60, errors: 1, firstError: 'http_429: full' })
+    expect(four.e2e.p50).toBe(400)
+    const [a, b] = withCosts([one, four])
+    expect(a).toMatchObject({ costPerText: 1, costPerWindow: 1 })
+    expect(b).toMatchObject({ costPerText: 4, costPerWindow: 1 })
+    const section = windowsSection([a!, b!], '').join('\n')
+    expect(section).toMatch(/^## Long texts \(windows\)\n/)
+    expect(section).toContain('the peer (transformers.js) has no windows mode')
+    expect(section).toContain('| N | texts | requests | seconds | texts/s | windows/s | e2e p50 ms | e2e p99 ms | errors | input tok/text | reasoning tok/text | cost per text vs N=1 | per window |')
+    expect(section).toContain('| 4 | 8 | 11 | 2.0 | 5.00 | 20.0 | 400 | 400 | 1 | 400 | 60.0 | 4.00x | 1.00 |')
+    expect(windowsSection(undefined, '`--no-windows`').join('\n')).toContain('- Not measured: `--no-windows`.')
   })
 })
 

@@ -1,7 +1,8 @@
 /**
  * @module
  * The benchmark's client: one streamed `POST /explain` over a keep-alive `node:http` agent (lighter
- * than fetch, and the same for the engine and the peer), and a closed loop of C such clients.
+ * than fetch, and the same for the engine and the peer), one JSON `POST /classify` (the windows
+ * section, engine only), and a closed loop of C such clients.
  */
 import http from 'node:http'
 import { SseParser } from '../../loadtest/lib/sse.js'
@@ -23,6 +24,8 @@ export interface Sample {
   reasoning?: string
   inputTokens?: number
   reasoningTokens?: number
+  /** `usage.windows` (/classify only). */
+  windows?: number
 }
 
 export function makeAgent(maxSockets: number): http.Agent {
@@ -102,6 +105,44 @@ export function explain(base: string, agent: http.Agent, text: string, textIndex
   })
 }
 
+/** Sends `{text, ...extra}` to `${base}/classify` (JSON, not streamed); `ttftMs` stays NaN. */
+export function classify(base: string, agent: http.Agent, text: string, textIndex: number, t0: number, extra: object = {}): Promise<Sample> {
+  const url = new URL('/classify', base)
+  const body = JSON.stringify({ text, ...extra })
+  const start = performance.now()
+  const sample: Sample = { textIndex, ok: false, ttftMs: Number.NaN, totalMs: Number.NaN, startMs: start - t0, endMs: Number.NaN }
+  const finish = (error?: string): Sample => {
+    const now = performance.now()
+    Object.assign(sample, { totalMs: now - start, endMs: now - t0 }, error ? { error } : { ok: true })
+    return sample
+  }
+  return new Promise((resolve) => {
+    const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+    const req = http.request({ agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (text += d))
+      res.on('error', (e) => resolve(finish(`response: ${e.message}`)))
+      res.on('end', () => {
+        if (res.statusCode !== 200) return resolve(finish(`http_${res.statusCode}: ${text.slice(0, 200)}`))
+        try {
+          const r = JSON.parse(text) as { label: string; scores: Record<string, number>; reasoning: string; usage: { input_tokens: number; reasoning_tokens: number; windows: number } }
+          const { input_tokens: inputTokens, reasoning_tokens: reasoningTokens, windows } = r.usage
+          Object.assign(sample, { label: r.label, scores: r.scores, reasoning: r.reasoning, inputTokens, reasoningTokens, windows })
+          resolve(finish())
+        } catch {
+          resolve(finish(`bad /classify body: ${text.slice(0, 200)}`))
+        }
+      })
+    })
+    req.on('error', (e) => resolve(finish(`request: ${e.message}`)))
+    req.end(body)
+  })
+}
+
+/** One request of a closed loop: `explain`, or another with its signature. */
+export type Send = (base: string, agent: http.Agent, text: string, textIndex: number, t0: number) => Promise<Sample>
+
 export interface LoopResult {
   samples: Sample[]
   /** From the first send to the last end, ms. */
@@ -110,13 +151,15 @@ export interface LoopResult {
 
 /**
  * Closed loop: `concurrency` clients, each sending its next request as soon as its previous one
- * ended, until `requests` have been sent. Request `i` sends `texts[(offset + i) % texts.length]`.
+ * ended, until `requests` have been sent. Request `i` sends `texts[(offset + i) % texts.length]`
+ * with `send` (default: a streamed `/explain`).
  */
 export async function closedLoop(
   base: string,
   texts: readonly string[],
-  opts: { concurrency: number; requests: number; offset?: number },
+  opts: { concurrency: number; requests: number; offset?: number; send?: Send },
 ): Promise<LoopResult> {
+  const send = opts.send ?? explain
   const agent = makeAgent(opts.concurrency)
   const samples: Sample[] = []
   let next = 0
@@ -125,7 +168,7 @@ export async function closedLoop(
     while (next < opts.requests) {
       const i = next++
       const index = ((opts.offset ?? 0) + i) % texts.length
-      samples.push(await explain(base, agent, texts[index]!, index, t0))
+      samples.push(await send(base, agent, texts[index]!, index, t0))
     }
   }
   await Promise.all(Array.from({ length: Math.min(opts.concurrency, opts.requests) }, client))

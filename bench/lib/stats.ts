@@ -120,6 +120,8 @@ export interface BenchOptions {
   out: string | null
   /** Texts sent to both systems one by one to compare their reasoning. */
   agreement: number
+  /** The windows section (engine only): texts of N windows for each N here, ascending; empty: skipped. */
+  windows: number[]
 }
 
 export const BENCH_USAGE = `usage: npm run bench -- [options]
@@ -135,6 +137,10 @@ export const BENCH_USAGE = `usage: npm run bench -- [options]
   --texts PATH         texts (default ../shared/data/emotion/validation.jsonl)
   --agreement N        texts compared between the engine and the peer (default 24; --quick 8)
   --out PATH           markdown report (default docs/benchmarks.md; --quick: test-output/bench/quick.md)
+  --windows 1,2,4,8    the engine on texts it reads in N windows, for each N (POST /classify,
+                       truncate "windows", concurrency 8, about min(--seconds, 6) s each; --quick
+                       2C requests each); the peer has no windows mode
+  --no-windows         skip that section
   --quick              smoke test: levels 1,8, about 3 s a level
   --help               print this`
 
@@ -176,9 +182,10 @@ export function parseFlags(
 
 /** Parses `argv` (flags as `--name value` or `--name=value`); throws `UsageError`. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
-  const valued = ['--levels', '--requests', '--seconds', '--model', '--threads', '--systems', '--texts', '--out', '--agreement']
-  const { values: raw, switches } = parseFlags(argv, valued, ['--quick'])
+  const valued = ['--levels', '--requests', '--seconds', '--model', '--threads', '--systems', '--texts', '--out', '--agreement', '--windows']
+  const { values: raw, switches } = parseFlags(argv, valued, ['--quick', '--no-windows'])
   const quick = switches.has('--quick')
+  if (switches.has('--no-windows') && raw.has('--windows')) throw new UsageError('--windows and --no-windows: give one')
   const levelsRaw = raw.get('--levels') ?? (quick ? '1,8' : '1,8,32,64')
   const levels = levelsRaw.split(',').map((s) => positiveInt(s.trim(), '--levels'))
   const systemsRaw = (raw.get('--systems') ?? 'engine,peer').split(',').map((s) => s.trim())
@@ -200,7 +207,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     texts: raw.get('--texts') ?? '../shared/data/emotion/validation.jsonl',
     out: raw.get('--out') ?? null,
     agreement: raw.has('--agreement') ? positiveInt(raw.get('--agreement')!, '--agreement') : quick ? 8 : 24,
+    windows: switches.has('--no-windows') ? [] : parseIntList(raw.get('--windows') ?? '1,2,4,8', '--windows'),
   }
+}
+
+/** `1,2,4` as ascending distinct positive integers; throws `UsageError`. */
+export function parseIntList(raw: string, name: string): number[] {
+  return [...new Set(raw.split(',').map((s) => positiveInt(s.trim(), name)))].sort((a, b) => a - b)
 }
 
 /**
