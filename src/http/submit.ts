@@ -11,6 +11,7 @@ import type { Metrics } from '../obs/metrics.js'
 import { toApiError } from './errors.js'
 import type { ApiError } from './errors.js'
 import { answerText } from './long-text/answer.js'
+import type { WindowSequencer } from './long-text/sequencer.js'
 import type { TextAnswer } from './long-text/answer.js'
 import type { EngineHandle, ServedModel } from './service.js'
 import type { ValidRequest } from './validate.js'
@@ -47,6 +48,18 @@ export function submit(valid: ValidRequest, c: Context, hooks: SubmitHooks = {})
     let at = 0
     return valid.texts.map((t) => answerText(t, results.slice(at, (at += t.windows.length))))
   })
+}
+
+/**
+ * `submit` for a stream: deltas and results go through `seq`, which puts the windows in text order.
+ * Admission still happens here, before the stream opens (a full queue stays a 429); a later failure
+ * is left to `settleStream`.
+ */
+export function submitSequenced(valid: ValidRequest, c: Context, seq: WindowSequencer): Promise<TextAnswer[]> {
+  const pending = submit(valid, c, { onDelta: (i, d) => seq.delta(i, d), onResult: (i) => seq.done(i) })
+  pending.catch(() => {}) // settled by settleStream once the stream is open
+  seq.start()
+  return pending
 }
 
 /**

@@ -13,7 +13,7 @@ import { ClassifyBatchResponse, ClassifyRequest, ClassifySingleResponse, Explain
 import { resultBody, windowEvent } from '../results.js'
 import type { Service } from '../service.js'
 import { SseWriter } from '../sse.js'
-import { settleStream, submit } from '../submit.js'
+import { settleStream, submit, submitSequenced } from '../submit.js'
 import { validateClassify, validateExplain } from '../validate.js'
 import { rejectInvalid } from '../validation-hook.js'
 import { UNAUTHORIZED, errorBody, jsonBody } from './responses.js'
@@ -95,10 +95,7 @@ export function inferenceRoutes({ service, logger, metrics }: { service: Service
         window: (i) => text.windows.length > 1 && sse.send('window', windowEvent(text, i)),
         delta: (_i, delta) => sse.send('reasoning', { delta }),
       })
-      // Admission happens in submit() before the stream opens: a full queue is still a 429.
-      const pending = submit(valid, c, { onDelta: (i, d) => seq.delta(i, d), onResult: (i) => seq.done(i) })
-      pending.catch(() => {}) // handled below, once the stream is open
-      seq.start()
+      const pending = submitSequenced(valid, c, seq)
       return sse.respond(c, () =>
         settleStream(
           pending,

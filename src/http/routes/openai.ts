@@ -18,7 +18,7 @@ import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelList, 
 import { validateChat } from '../openai/validate.js'
 import type { Service } from '../service.js'
 import { SseWriter } from '../sse.js'
-import { settleStream, submit } from '../submit.js'
+import { settleStream, submit, submitSequenced } from '../submit.js'
 import { rejectInvalid } from '../validation-hook.js'
 import { jsonBody } from './responses.js'
 
@@ -90,10 +90,7 @@ export function openaiRoutes({ service, logger, metrics }: { service: Service; l
         window: (i) => text.windows.length > 1 && send(chunks.window(model, text, i)),
         delta: (_i, delta) => send(chunks.reasoning(delta)),
       })
-      // Admission happens in submit() before the stream opens: a full queue is still a 429.
-      const pending = submit(chat.request, c, { onDelta: (i, d) => seq.delta(i, d), onResult: (i) => seq.done(i) })
-      pending.catch(() => {}) // handled below, once the stream is open
-      seq.start()
+      const pending = submitSequenced(chat.request, c, seq)
       return sse.respond(c, () =>
         settleStream(
           pending,
