@@ -5,35 +5,34 @@
  */
 import { readFileSync } from 'node:fs'
 
-export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
-
 export interface Row {
   text: string
-  /** One of `LABELS`. */
+  /** One of the model's labels. */
   label: string
 }
 
 /**
- * The labelled rows of a JSONL split: `label` an index into `LABELS` (dair-ai/emotion, GoEmotions)
+ * The labelled rows of a JSONL split: `label` an index into `labels` (the model package's, in its
+ * order: dair-ai/emotion and GoEmotions number the six emotions as the embedded packages list them)
  * or a name (the XED split of training/'s data stage). Rows whose label is null (a GoEmotions row
- * without one of the six) are left out, as evaluate skips them.
+ * without one of the model's labels) are left out, as evaluate skips them.
  */
-export function parseRows(jsonl: string, where: string): Row[] {
+export function parseRows(jsonl: string, where: string, labels: readonly string[]): Row[] {
   const rows: Row[] = []
   jsonl.split('\n').forEach((line, i) => {
     if (line.trim() === '') return
     const { text, label } = JSON.parse(line) as { text: unknown; label: unknown }
     if (label === null) return
-    const name = typeof label === 'number' ? LABELS[label] : label
-    if (typeof text !== 'string' || typeof name !== 'string' || !(LABELS as readonly string[]).includes(name)) {
-      throw new Error(`${where}:${i + 1}: expected {text, label} with label 0-5, a label name or null`)
+    const name = typeof label === 'number' ? labels[label] : label
+    if (typeof text !== 'string' || typeof name !== 'string' || !labels.includes(name)) {
+      throw new Error(`${where}:${i + 1}: expected {text, label} with label 0-${labels.length - 1}, one of ${labels.join(', ')}, or null`)
     }
     rows.push({ text, label: name })
   })
   return rows
 }
 
-export const readRows = (path: string): Row[] => parseRows(readFileSync(path, 'utf8'), path)
+export const readRows = (path: string, labels: readonly string[]): Row[] => parseRows(readFileSync(path, 'utf8'), path, labels)
 
 /** mulberry32: a small seeded generator, so that the same seed builds the same texts. */
 export function seeded(seed: number): () => number {
@@ -116,10 +115,11 @@ export function longTextsJsonl(texts: readonly LongText[]): string {
   return texts.map((t) => `${JSON.stringify({ text: t.text, label: t.label })}\n`).join('')
 }
 
-/** The label whose summed scores are highest (the first on a tie). */
+/** The label whose summed scores are highest (the first on a tie, in the scores' own order). */
 export function meanLabel(scores: readonly Record<string, number>[]): string {
-  const sums = LABELS.map((l) => scores.reduce((s, x) => s + (x[l] ?? 0), 0))
-  return LABELS[sums.indexOf(Math.max(...sums))]!
+  const labels = [...new Set(scores.flatMap((x) => Object.keys(x)))]
+  const sums = labels.map((l) => scores.reduce((s, x) => s + (x[l] ?? 0), 0))
+  return labels[sums.indexOf(Math.max(...sums))]!
 }
 
 export const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length)

@@ -179,7 +179,7 @@ function report(results: SourceResult[], opts: Options, model: string, startedAt
 }
 
 /** Writes each source's long texts to `dir`/<source>.jsonl (the source's first word). */
-function writeData(dir: string, sources: [string, string][], opts: Options): void {
+function writeData(dir: string, sources: [string, string][], opts: Options, labels: readonly string[]): void {
   const out = resolve(ROOT, dir)
   mkdirSync(out, { recursive: true })
   for (const [source, path] of sources) {
@@ -187,11 +187,16 @@ function writeData(dir: string, sources: [string, string][], opts: Options): voi
       console.warn(`${source}: ${relative(ROOT, path)} not found; skipped (the data stage writes the XED split)`)
       continue
     }
-    const texts = buildLongTexts(readRows(path), { count: opts.limit, minChars: opts.minChars, maxRows: opts.maxRows, seed: opts.seed })
+    const texts = buildLongTexts(readRows(path, labels), { count: opts.limit, minChars: opts.minChars, maxRows: opts.maxRows, seed: opts.seed })
     const file = join(out, `${source.split(' ')[0]!}.jsonl`)
     writeFileSync(file, longTextsJsonl(texts))
     console.log(`${source}: ${texts.length} long texts of ${texts.reduce((n, t) => n + t.rows.length, 0)} rows -> ${relative(ROOT, file)}`)
   }
+}
+
+/** The labels of the model package in `dir`, in its order. */
+function packageLabels(dir: string): string[] {
+  return (JSON.parse(readFileSync(resolve(ROOT, dir, 'manifest.json'), 'utf8')) as { labels: string[] }).labels
 }
 
 async function main(): Promise<void> {
@@ -201,7 +206,8 @@ async function main(): Promise<void> {
     ['goemotions (Reddit)', join(ROOT, '../shared/data/goemotions/validation.jsonl')],
     ['xed (subtitles)', resolve(ROOT, opts.xed)],
   ]
-  if (opts.writeData !== null) return writeData(opts.writeData, sources, opts)
+  // A label index in the data names the package's label of that index; the package says which.
+  if (opts.writeData !== null) return writeData(opts.writeData, sources, opts, packageLabels(opts.model))
   const startedAt = new Date()
   const t0 = performance.now()
   const running = opts.url
@@ -209,7 +215,8 @@ async function main(): Promise<void> {
     : await startService({ ...parseConfig([], {}), models: [opts.model], port: 0, threads: opts.threads }, pino({ level: 'error' }))
   const url = opts.url ?? running!.url
   try {
-    const info = (await (await fetch(`${url}/info`)).json()) as { models: { id: string; limits: { max_texts: number } }[] }
+    const info = (await (await fetch(`${url}/info`)).json()) as { models: { id: string; labels: string[]; limits: { max_texts: number } }[] }
+    // The labels of the model that answers, as /info lists them (with --url, not necessarily --model's).
     const model = info.models[0]!
     const results: SourceResult[] = []
     for (const [source, path] of sources) {
@@ -217,7 +224,7 @@ async function main(): Promise<void> {
         console.warn(`${source}: ${relative(ROOT, path)} not found; skipped (the data stage writes the XED split)`)
         continue
       }
-      const texts = buildLongTexts(readRows(path), { count: opts.limit, minChars: opts.minChars, maxRows: opts.maxRows, seed: opts.seed })
+      const texts = buildLongTexts(readRows(path, model.labels), { count: opts.limit, minChars: opts.minChars, maxRows: opts.maxRows, seed: opts.seed })
       console.log(`${source}: ${texts.length} long texts of ${texts.reduce((n, t) => n + t.rows.length, 0)} rows`)
       results.push(await evaluateSource(url, model.limits.max_texts, source, texts, opts.concurrency))
     }

@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BatchEngine } from '../src/engine/engine.js'
+import type { OptimumModel } from '../src/engine/engine.js'
 import { KvCache } from '../src/engine/kv-cache.js'
 import { loadModel } from '../src/engine/model-runtime.js'
 import { loadPackage } from '../src/model/package.js'
@@ -55,7 +56,10 @@ try {
 }
 const { threads } = opts
 const pkg = await loadPackage(resolve(ROOT, opts.model), { verify: false })
-const { model } = await loadModel(pkg, 'cpu', threads)
+// The KV strategies compared here are the optimum layout's (the fused gqa graph writes in place).
+const loaded = (await loadModel(pkg, 'cpu', threads, { graph: 'fp32' })).model
+if (loaded.layout !== 'optimum') throw new Error('measure-kv: the fp32 graph must have the optimum layout')
+const model: OptimumModel = loaded
 const { numLayers: L, numKvHeads: H, headDim: D } = model.shape
 
 function rand(n: number): Float32Array {

@@ -20,6 +20,8 @@ import { availableParallelism, loadavg } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, ServerProcess } from '../loadtest/lib/server.js'
+import { selectGraph } from '../src/model/manifest.js'
+import type { SelectedGraph } from '../src/model/manifest.js'
 import { loadPackage } from '../src/model/package.js'
 import { closedLoop } from './lib/client.js'
 import type { Sample } from './lib/client.js'
@@ -169,7 +171,7 @@ async function startServer(system: System, opts: BenchOptions, modelDir: string)
   const node = process.execPath
   const argv =
     system === 'engine'
-      ? [node, '--import', 'tsx', 'src/main.ts', '--models', modelDir, '--host', '127.0.0.1', '--port', String(port), '--threads', String(opts.threads), '--device', 'cpu', '--log-level', 'warn', '--log-format', 'json']
+      ? [node, '--import', 'tsx', 'src/main.ts', '--models', modelDir, ...(opts.graph ? ['--graph', opts.graph] : []), '--spin-wait', opts.spinWait ? 'on' : 'off', '--host', '127.0.0.1', '--port', String(port), '--threads', String(opts.threads), '--device', 'cpu', '--log-level', 'warn', '--log-format', 'json']
       : [node, '--import', 'tsx', 'bench/peer-server.ts', '--model', modelDir, '--host', '127.0.0.1', '--port', String(port), '--threads', String(opts.threads)]
   mkdirSync(OUT_DIR, { recursive: true })
   const server = new ServerProcess({ argv, cwd: ROOT, host: '127.0.0.1', port, logPath: join(OUT_DIR, `${system}.log`), readyTimeoutMs: 180_000 })
@@ -338,6 +340,14 @@ async function main(): Promise<void> {
   if (texts.length === 0) throw new Error(`no texts in ${textsPath}`)
 
   const pkg = await loadPackage(modelDir)
+  // The engine's graph, checked before any server starts (the peer always loads model.onnx).
+  let graph: SelectedGraph
+  try {
+    graph = selectGraph(pkg.manifest, opts.graph)
+  } catch (e) {
+    process.stderr.write(`bench: --model ${opts.model}: ${(e as Error).message}\n`)
+    process.exit(2)
+  }
   // The raw file: the service's parsed manifest keeps only the fields it serves with.
   const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as typeof pkg.manifest & {
     onnx: { parameters?: number }
@@ -354,7 +364,7 @@ async function main(): Promise<void> {
   const started = new Date()
   const info = machine()
   const loadStart = loadAvg()
-  log(`${started.toISOString()}: ${info.nproc} CPUs (${info.cpu}), load average ${loadStart}; model ${manifest.id} (${modelDir})`)
+  log(`${started.toISOString()}: ${info.nproc} CPUs (${info.cpu}), load average ${loadStart}; model ${manifest.id} (${modelDir}), engine graph ${graph.name} (${graph.layout}, ${graph.dtype})`)
   const matmulStart = await measureMatmul({ threads: opts.threads, seconds: opts.quick ? 1 : 3 })
   log(`matmul ${matmulStart.m}x${matmulStart.k} @ ${matmulStart.k}x${matmulStart.n}, ${opts.threads} threads: ${fmt(matmulStart.medianMs)} ms, ${fmt(matmulStart.gflops)} GFLOP/s`)
 
@@ -376,6 +386,7 @@ async function main(): Promise<void> {
   }))
   const report = buildReport({
     opts,
+    graph,
     modelDir,
     manifest,
     shape,
@@ -444,8 +455,10 @@ function windowsMethod(opts: BenchOptions): string {
 
 interface ReportInput {
   opts: BenchOptions
+  /** The engine's graph. */
+  graph: SelectedGraph
   modelDir: string
-  manifest: { id: string; onnx: { parameters?: number }; metrics?: { validation?: { accuracy?: number; n?: number } }; files?: Record<string, string>; limits: { max_reasoning_tokens: number } }
+  manifest: { id: string; onnx: { file: string; parameters?: number }; metrics?: { validation?: { accuracy?: number; n?: number } }; files?: Record<string, string>; limits: { max_reasoning_tokens: number } }
   shape: ModelShape
   templateTokens: number
   info: ReturnType<typeof machine>
@@ -526,7 +539,10 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
       `${shape.numLayers} layers, hidden ${shape.hiddenSize}, ${shape.numAttentionHeads} heads / ${shape.numKvHeads} KV heads of ${shape.headDim}, MLP ${fmt(shape.intermediateSize)}, vocabulary ${shape.vocabSize}; ` +
       `validation accuracy ${acc === undefined ? 'not recorded' : fmt(acc, 3)}; model.onnx sha256 ${(x.manifest.files?.['model.onnx'] ?? '?').slice(0, 12)})`,
   )
-  lines.push(`- Both systems: ${opts.threads} intra-op threads, fp32, CPU, greedy with grounded quoting, at most ${x.manifest.limits.max_reasoning_tokens} reasoning tokens; texts: \`${opts.texts}\` in file order, the same for both`)
+  lines.push(`- Both systems: ${opts.threads} intra-op threads (the engine with spin-waiting ${opts.spinWait ? 'on (`--spin-wait`)' : 'off'}, the peer on), CPU, greedy with grounded quoting, at most ${x.manifest.limits.max_reasoning_tokens} reasoning tokens; texts: \`${opts.texts}\` in file order, the same for both`)
+  lines.push(
+    `- Graphs: the engine runs the package's \`${x.graph.name}\` graph (\`${x.graph.file}\`, ${x.graph.layout} layout, ${x.graph.dtype}, sha256 ${(x.manifest.files?.[x.graph.file] ?? '?').slice(0, 12)}; \`--graph\`); the peer loads \`${x.manifest.onnx.file}\` (optimum layout, float32), the graph transformers.js can read`,
+  )
   lines.push('')
   lines.push('## Targets (concurrency 32)')
   lines.push('')
@@ -559,7 +575,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
   )
   lines.push(
     `- FLOPs per classification: ${fmt(f.linear / 1e6, 3)} M in matrix products with weights + ${fmt(f.attention / 1e6, 3)} M in attention (q.k and p.v over the cached positions) = **${fmt(f.total / 1e6, 3)} MFLOP**. ` +
-      `Padding and unused cache slots the engine computes over are not counted. The exported graph computes logits at every prompt position although only the last one is used; ` +
+      `Padding and unused cache slots the engine computes over are not counted. The optimum-layout graph (the peer's, and the engine's on such a graph) computes logits at every prompt position although only the last one is used (a gqa-layout graph only at the last); ` +
       `counting the output projection only where logits are used gives ${fmt(fNeeded.total / 1e6, 3)} MFLOP (${fmt((100 * (f.total - fNeeded.total)) / f.total, 2)}% less). Shares below use the graph's count.`,
   )
   lines.push(
@@ -618,7 +634,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
   const markdown = lines.join('\n')
   const console = [
     '',
-    `engine / peer (${opts.threads} threads, ${info.nproc} CPUs, load ${x.loadStart} -> ${x.loadEnd})`,
+    `engine / peer (${opts.threads} threads, ${info.nproc} CPUs, load ${x.loadStart} -> ${x.loadEnd}; engine graph ${x.graph.name}: ${x.graph.layout}, ${x.graph.dtype})`,
     ratioTable,
     '',
     'engine',

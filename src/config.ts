@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { GRAPH_NAME } from './model/manifest.js'
 
 export type Device = 'auto' | 'cpu' | 'cuda'
 export type LogFormat = 'pretty' | 'json'
@@ -29,6 +30,10 @@ export interface Config {
   device: Device
   /** Intra-op threads of each model's ONNX Runtime session. */
   threads: number
+  /** The graph of each package to run (`graphs` of its manifest); null: each package's default. */
+  graph: string | null
+  /** ONNX Runtime's spin-waiting in the intra-op pool (off: measured slower on a busy host, docs/engine.md). */
+  spinWait: boolean
   /** Most sequences decoded together in one step. */
   maxBatch: number
   /** Most tokens one step computes (decode rows plus padded prefill tokens). */
@@ -86,6 +91,14 @@ const text: Parser<string> = (raw, name) => {
   return raw.trim()
 }
 
+const graphName: Parser<string | null> = (raw, name) => {
+  const v = raw.trim()
+  if (!GRAPH_NAME.test(v)) throw new ConfigError(`${name}: expected a graph name (letters, digits, ".", "_", "-"), got ${JSON.stringify(raw)}`)
+  return v
+}
+
+const onOff: Parser<boolean> = (raw, name) => oneOf(['on', 'off'] as const)(raw.trim(), name) === 'on'
+
 const list: Parser<string[]> = (raw, name) => {
   const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
   if (items.length === 0) throw new ConfigError(`${name}: expected a comma-separated list of model folders`)
@@ -130,6 +143,8 @@ export const OPTIONS = [
   option({ key: 'port', flag: '--port', env: 'PORT', parse: int(0, 65535), help: 'port (0: any free port)', default: () => 8080 }),
   option({ key: 'device', flag: '--device', env: 'DEVICE', parse: oneOf<Device>(['auto', 'cpu', 'cuda']), help: 'execution provider: auto (CUDA if it loads, else CPU), cpu, cuda', default: () => 'auto' }),
   option({ key: 'threads', flag: '--threads', env: 'THREADS', parse: int(1, 1024), help: 'ONNX Runtime intra-op threads per model', default: () => availableParallelism() }),
+  option({ key: 'graph', flag: '--graph', env: 'GRAPH', parse: graphName, help: "graph of each package to run, e.g. fp32, fused-int8 (default: the package's default_graph, else fp32)", default: () => null }),
+  option({ key: 'spinWait', flag: '--spin-wait', env: 'SPIN_WAIT', parse: onOff, help: "on: ONNX Runtime's pool threads spin between ops (with --threads 2 or more); off (default)", default: () => false }),
   option({ key: 'maxBatch', flag: '--max-batch', env: 'MAX_BATCH', parse: int(1, 1024), help: 'most sequences decoded together', default: () => 64 }),
   option({ key: 'maxBatchTokens', flag: '--max-batch-tokens', env: 'MAX_BATCH_TOKENS', parse: int(1, 1_000_000), help: 'most tokens computed per step (decode rows + padded prefill)', default: () => 2048 }),
   option({ key: 'maxQueue', flag: '--max-queue', env: 'MAX_QUEUE', parse: int(0, 1_000_000), help: 'most waiting sequences per model before 429', default: () => 256 }),

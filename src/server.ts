@@ -17,6 +17,8 @@ import { createApp } from './http/app.js'
 import type { App } from './http/app.js'
 import { openapiYaml } from './http/openapi.js'
 import type { ServedModel, Service } from './http/service.js'
+import { selectGraph } from './model/manifest.js'
+import type { SelectedGraph } from './model/manifest.js'
 import { loadPackage } from './model/package.js'
 import type { ModelPackage } from './model/package.js'
 import { Metrics } from './obs/metrics.js'
@@ -49,7 +51,7 @@ const PAGE_PATH = fileURLToPath(new URL('./page/index.html', import.meta.url))
 export async function startService(config: Config, logger: Logger, opts: StartOptions = {}): Promise<RunningService> {
   const apiKeys = loadApiKeys(config)
   const metrics = opts.metrics ?? new Metrics()
-  const packages = await loadPackages(config.models)
+  const packages = await loadPackages(config.models, config.graph)
   const engines = await startEngines(packages, config, { logger, metrics, crashDrill: opts.crashDrill ?? false })
 
   const service: Service = {
@@ -73,7 +75,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
   logger.info(
     {
       url,
-      models: packages.map((p) => p.manifest.id),
+      models: packages.map((p) => p.pkg.manifest.id),
       auth: apiKeys.length > 0 ? `${apiKeys.length} API keys` : 'off',
       cors: config.corsOrigins.length > 0 ? config.corsOrigins : 'off',
     },
@@ -82,17 +84,27 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
   return { url, app, service, engines, metrics, ...stopper({ server, engines, lifecycle: service.lifecycle!, logger }) }
 }
 
-/** Loads and verifies every package; their ids must differ. */
-async function loadPackages(dirs: readonly string[]): Promise<ModelPackage[]> {
-  const packages = []
+/** A package with the graph it is served on. */
+interface PackageToServe {
+  pkg: ModelPackage
+  graph: SelectedGraph
+}
+
+/**
+ * Loads and verifies every package and picks its graph (`--graph`, else its default): a package
+ * without that graph stops start-up here, before any worker starts. Their ids must differ.
+ */
+async function loadPackages(dirs: readonly string[], graph: string | null): Promise<PackageToServe[]> {
+  const packages: PackageToServe[] = []
   for (const dir of dirs) {
     try {
-      packages.push(await loadPackage(dir))
+      const pkg = await loadPackage(dir)
+      packages.push({ pkg, graph: selectGraph(pkg.manifest, graph) })
     } catch (e) {
       throw new StartupError(`model ${dir}: ${(e as Error).message}`)
     }
   }
-  const ids = packages.map((p) => p.manifest.id)
+  const ids = packages.map((p) => p.pkg.manifest.id)
   const duplicate = ids.find((id, i) => ids.indexOf(id) !== i)
   if (duplicate) throw new StartupError(`two model packages have the id ${duplicate}; ids must be unique`)
   return packages
@@ -100,17 +112,19 @@ async function loadPackages(dirs: readonly string[]): Promise<ModelPackage[]> {
 
 /** One engine worker per package, one after the other; if one fails, those started are closed. */
 async function startEngines(
-  packages: readonly ModelPackage[],
+  packages: readonly PackageToServe[],
   config: Config,
   { logger, metrics, crashDrill }: { logger: Logger; metrics: Metrics; crashDrill: boolean },
 ): Promise<EngineClient[]> {
   const engines: EngineClient[] = []
   try {
-    for (const pkg of packages) {
+    for (const { pkg, graph } of packages) {
       const engine = await EngineClient.start({
         pkg,
+        graph,
         device: config.device,
         threads: config.threads,
+        spinWait: config.spinWait,
         maxBatch: config.maxBatch,
         maxBatchTokens: config.maxBatchTokens,
         maxQueue: config.maxQueue,
@@ -121,11 +135,11 @@ async function startEngines(
       engine.observer = metrics.engine(engine)
       const info = engine.info!
       if (info.fallbackReason) logger.warn(`--device auto: using the CPU: ${info.fallbackReason}`)
-      logger.info({ model: pkg.manifest.id, kind: pkg.manifest.kind, provider: info.provider, threads: info.threads }, 'model loaded')
+      logger.info({ model: pkg.manifest.id, kind: pkg.manifest.kind, graph: graph.name, layout: graph.layout, dtype: graph.dtype, provider: info.provider, threads: info.threads }, 'model loaded')
     }
   } catch (e) {
     await Promise.all(engines.map((en) => en.close()))
-    throw new StartupError(`model ${packages[engines.length]?.dir}: ${(e as Error).message}`)
+    throw new StartupError(`model ${packages[engines.length]?.pkg.dir}: ${(e as Error).message}`)
   }
   return engines
 }
@@ -133,6 +147,7 @@ async function startEngines(
 /** What the HTTP layer needs of a model: its manifest's facts, its encoder, its engine. */
 function servedModel(engine: EngineClient): ServedModel {
   const m = engine.pkg.manifest
+  const graph = engine.graph
   return {
     id: m.id,
     kind: m.kind,
@@ -144,8 +159,10 @@ function servedModel(engine: EngineClient): ServedModel {
     encoder: engine.pkg.tokenizer.encoder,
     engine,
     card: {
-      dtype: m.onnx.dtype,
-      onnxSha256: m.files[m.onnx.file]!,
+      graph: graph.name,
+      layout: graph.layout,
+      dtype: graph.dtype,
+      onnxSha256: m.files[graph.file]!,
       calibration: m.calibration ? { method: m.calibration.method, temperature: m.calibration.temperature } : null,
       provider: engine.info?.provider ?? 'cpu',
     },

@@ -115,6 +115,9 @@ describe('options', () => {
     expect(o.levels).toEqual([1, 8, 32, 64])
     expect(o.requests).toBeNull()
     expect(o.model).toBe('models/emotion-qra-natural')
+    expect(o.graph).toBeNull()
+    expect(o.spinWait).toBe(false)
+    expect(parseBenchArgs(['--spin-wait']).spinWait).toBe(true)
     expect(o.threads).toBe(2)
     expect(o.systems).toEqual(['engine', 'peer'])
     expect(o.out).toBeNull()
@@ -132,8 +135,8 @@ describe('options', () => {
   })
 
   it('reads flags in both spellings; --quick shrinks the run', () => {
-    const o = parseBenchArgs(['--levels', '1,32', '--requests=500', '--model', 'models/x', '--systems', 'peer'])
-    expect(o).toMatchObject({ levels: [1, 32], requests: 500, model: 'models/x', systems: ['peer'] })
+    const o = parseBenchArgs(['--levels', '1,32', '--requests=500', '--model', 'models/x', '--systems', 'peer', '--graph', 'fused-int8'])
+    expect(o).toMatchObject({ levels: [1, 32], requests: 500, model: 'models/x', systems: ['peer'], graph: 'fused-int8' })
     const q = parseBenchArgs(['--quick'])
     expect(q.levels).toEqual([1, 8])
     expect(q.seconds).toBeLessThan(parseBenchArgs([]).seconds)

@@ -4,17 +4,27 @@
  */
 import { describe, expect, it } from 'vitest'
 import { buildLongTexts, joinRows, longTextsJsonl, meanLabel, parseRows, replaceSection } from '../bench/long-text-data.js'
+import { LABELS } from './support/service.js'
 
 const rows = Array.from({ length: 60 }, (_, i) => ({ text: `row ${i} ${'x'.repeat(i % 7)}`, label: ['joy', 'anger', 'fear'][i % 3]! }))
 
 describe('parseRows', () => {
   it('reads label indices and names, and leaves out rows without a label', () => {
     const jsonl = ['{"text": "a", "label": 1}', '{"text": "b", "label": null, "emotions": ["neutral"]}', '{"text": "c", "label": "anger"}', ''].join('\n')
-    expect(parseRows(jsonl, 'f')).toEqual([
+    expect(parseRows(jsonl, 'f', LABELS)).toEqual([
       { text: 'a', label: 'joy' },
       { text: 'c', label: 'anger' },
     ])
-    expect(() => parseRows('{"text": "a", "label": 9}', 'f.jsonl')).toThrow(/^f\.jsonl:1: /)
+    expect(() => parseRows('{"text": "a", "label": 9}', 'f.jsonl', LABELS)).toThrow(/^f\.jsonl:1: /)
+  })
+
+  it("takes the label names from the model's list, any list", () => {
+    const labels = ['question', 'complaint', 'praise']
+    expect(parseRows('{"text": "a", "label": 2}\n{"text": "b", "label": "question"}', 'f', labels)).toEqual([
+      { text: 'a', label: 'praise' },
+      { text: 'b', label: 'question' },
+    ])
+    expect(() => parseRows('{"text": "a", "label": "joy"}', 'f', labels)).toThrow('f:1: expected {text, label} with label 0-2, one of question, complaint, praise, or null')
   })
 })
 
@@ -52,7 +62,7 @@ describe('buildLongTexts', () => {
     const texts = buildLongTexts(rows, opts)
     const jsonl = longTextsJsonl(texts)
     expect(jsonl.endsWith('\n') && !jsonl.includes('\n\n')).toBe(true)
-    expect(parseRows(jsonl, 'long.jsonl')).toEqual(texts.map((t) => ({ text: t.text, label: t.label })))
+    expect(parseRows(jsonl, 'long.jsonl', ['joy', 'anger', 'fear'])).toEqual(texts.map((t) => ({ text: t.text, label: t.label })))
   })
 })
 

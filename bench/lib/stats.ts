@@ -111,7 +111,11 @@ export interface BenchOptions {
   /** Target length of a measured level when `requests` is null. */
   seconds: number
   model: string
+  /** The package's graph the engine runs (`--graph` of the service); null: the package's default. The peer always loads model.onnx. */
+  graph: string | null
   threads: number
+  /** The engine's `--spin-wait on` (the peer always spins: transformers.js leaves ONNX Runtime's default). */
+  spinWait: boolean
   quick: boolean
   systems: ('engine' | 'peer')[]
   /** Texts: JSON lines with a `text` field, or plain lines. */
@@ -132,7 +136,11 @@ export const BENCH_USAGE = `usage: npm run bench -- [options]
                        level's warm-up to last about --seconds)
   --seconds S          target length of a measured level (default 18; --quick 3)
   --model DIR          model package folder (default models/emotion-qra-natural)
+  --graph NAME         the package's graph the engine runs (the service's --graph; default: the
+                       package's default_graph, else fp32); the peer always loads model.onnx (fp32)
   --threads N          ONNX Runtime intra-op threads for both systems (default 2)
+  --spin-wait          the engine with ONNX Runtime's spin-waiting on (the service's --spin-wait
+                       on), as the peer always has it; default: off, the service's default
   --systems LIST       engine,peer (default both)
   --texts PATH         texts (default ../shared/data/emotion/validation.jsonl)
   --agreement N        texts compared between the engine and the peer (default 24; --quick 8)
@@ -182,8 +190,8 @@ export function parseFlags(
 
 /** Parses `argv` (flags as `--name value` or `--name=value`); throws `UsageError`. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
-  const valued = ['--levels', '--requests', '--seconds', '--model', '--threads', '--systems', '--texts', '--out', '--agreement', '--windows']
-  const { values: raw, switches } = parseFlags(argv, valued, ['--quick', '--no-windows'])
+  const valued = ['--levels', '--requests', '--seconds', '--model', '--graph', '--threads', '--systems', '--texts', '--out', '--agreement', '--windows']
+  const { values: raw, switches } = parseFlags(argv, valued, ['--quick', '--no-windows', '--spin-wait'])
   const quick = switches.has('--quick')
   if (switches.has('--no-windows') && raw.has('--windows')) throw new UsageError('--windows and --no-windows: give one')
   const levelsRaw = raw.get('--levels') ?? (quick ? '1,8' : '1,8,32,64')
@@ -201,7 +209,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     requests,
     seconds,
     model: raw.get('--model') ?? 'models/emotion-qra-natural',
+    graph: raw.get('--graph') ?? null,
     threads: raw.has('--threads') ? positiveInt(raw.get('--threads')!, '--threads') : 2,
+    spinWait: switches.has('--spin-wait'),
     quick,
     systems: [...new Set(systemsRaw)] as ('engine' | 'peer')[],
     texts: raw.get('--texts') ?? '../shared/data/emotion/validation.jsonl',

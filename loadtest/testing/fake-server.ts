@@ -6,7 +6,9 @@
  *
  * Environment: HOST, PORT; FAKE_TOKEN_MS (pace, default 5), FAKE_TOKENS (default 6),
  * FAKE_SLOTS (concurrent generations, default 8), FAKE_MAX_QUEUE (default 16),
- * FAKE_FAIL_EVERY (answer 500 to every n-th request, default 0 = never).
+ * FAKE_FAIL_EVERY (answer 500 to every n-th request, default 0 = never), FAKE_LABELS (the model's
+ * labels, comma-separated; by default not the embedded emotions, since the runner must check
+ * answers against whatever labels /info lists).
  */
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -17,7 +19,7 @@ const TOKENS = env('FAKE_TOKENS', 6)
 const SLOTS = env('FAKE_SLOTS', 8)
 const MAX_QUEUE = env('FAKE_MAX_QUEUE', 16)
 const FAIL_EVERY = env('FAKE_FAIL_EVERY', 0)
-const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
+const LABELS = (process.env.FAKE_LABELS ?? 'question,complaint,praise').split(',')
 const MODEL = 'fake-model'
 
 let running = 0
@@ -61,7 +63,7 @@ function release(): void {
 
 function result(text: string) {
   const i = text.length % LABELS.length
-  const scores = Object.fromEntries(LABELS.map((l, k) => [l, k === i ? 0.5 : 0.1]))
+  const scores = Object.fromEntries(LABELS.map((l, k) => [l, k === i ? 0.5 : 0.5 / (LABELS.length - 1)]))
   return { label: LABELS[i], scores, reasoning: 'the writer sounds this way because of the words used' }
 }
 

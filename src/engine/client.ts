@@ -10,6 +10,7 @@
 import { MessageChannel, Worker } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import type { Logger } from 'pino'
+import type { SelectedGraph } from '../model/manifest.js'
 import type { ModelPackage } from '../model/package.js'
 import type { EngineObserver } from '../obs/metrics.js'
 import type { Command, SequenceEvent, WorkerInit, WorkerMessage, WorkerReady } from './protocol.js'
@@ -18,8 +19,11 @@ import type { SequenceResult, SubmitOptions } from './types.js'
 
 export interface EngineClientOptions {
   pkg: ModelPackage
+  /** The package's graph to run (`selectGraph`). */
+  graph: SelectedGraph
   device: WorkerInit['device']
   threads: number
+  spinWait: boolean
   maxBatch: number
   maxBatchTokens: number
   maxQueue: number
@@ -96,6 +100,11 @@ export class EngineClient {
 
   get info(): WorkerReady | null {
     return this.#info
+  }
+
+  /** The graph the worker runs. */
+  get graph(): SelectedGraph {
+    return this.#opts.graph
   }
 
   /** Sequences accepted and not finished. */
@@ -278,8 +287,10 @@ export class EngineClient {
     const drill = this.#opts.crashDrill ? new MessageChannel() : null
     const init: WorkerInit = {
       modelDir: this.pkg.dir,
+      graph: this.#opts.graph.name,
       device: this.#opts.device,
       threads: this.#opts.threads,
+      spinWait: this.#opts.spinWait,
       maxBatch: this.#opts.maxBatch,
       maxBatchTokens: this.#opts.maxBatchTokens,
       ...(drill ? { crashDrill: drill.port2 } : {}),

@@ -6,12 +6,16 @@
  * Each step:
  * 1. Cancelled sequences leave (a waiting one is dropped, a running one frees its row).
  * 2. `schedule()` picks the running rows to decode and the waiting requests to admit.
- * 3. Prefill pass over the admitted prompts (left-padded, past length 0). Their first token is
- *    picked and sent out at once (time to first token does not wait for the decode pass).
+ * 3. Prefill pass over the admitted prompts (no past). Their first token is picked and sent out at
+ *    once (time to first token does not wait for the decode pass).
  * 4. Decode pass: one token for every row that was running before this step, the past fed straight
- *    from the batch KV buffer (see kv-cache.ts). Finished rows leave immediately.
- * 5. The admitted sequences that did not finish during prefill join the batch (their KV copied in),
- *    to decode from the next step on.
+ *    from the batch KV buffer (see kv-cache.ts).
+ * 5. The admitted sequences that did not finish during prefill join the batch, to decode from the
+ *    next step on; then the rows that finished leave.
+ *
+ * How a pass is fed and where its KV goes depends on the graph's layout (batch-runner.ts): the
+ * `optimum` graph (left padding, masks, `present` copied back) or the fused `gqa` graph (right
+ * padding, the cache written in place). A pass is all prefill or all decode either way.
  *
  * Per sequence the rules of docs/model-package.md "Decoding" hold: greedy with bos/eos/pad/sep
  * masked, quotations grounded in the input (grounding.ts), the marker ends the reasoning or is
@@ -19,19 +23,24 @@
  * package's temperature, score the labels.
  */
 import { StreamingDetokenizer } from '../model/detokenizer.js'
-import type { Forward } from '../model/session.js'
+import { createRunner } from './batch-runner.js'
+import type { BatchRunner, ModelPasses, PrefillLogits } from './batch-runner.js'
 import { scoreLabels } from './decoding.js'
 import { OUTSIDE, pickGrounded } from './grounding.js'
 import type { GroundingContext, QuoteState } from './grounding.js'
-import { KvCache } from './kv-cache.js'
 import type { KvShape } from './kv-cache.js'
 import type { SequenceEvent } from './protocol.js'
 import { schedule } from './scheduler.js'
 import type { SchedulerLimits } from './scheduler.js'
 
 /** What the engine needs to know about the model (built by model-runtime.ts from a package). */
-export interface LoadedModel {
-  forward: Forward
+export type LoadedModel = ModelFacts & ModelPasses
+/** A model of each layout (tests and measurements that feed a layout's passes themselves). */
+export type OptimumModel = ModelFacts & Extract<ModelPasses, { layout: 'optimum' }>
+export type GqaModel = ModelFacts & Extract<ModelPasses, { layout: 'gqa' }>
+
+/** The model's facts, whatever its graph's layout. */
+export interface ModelFacts {
   shape: KvShape
   vocabSize: number
   kind: 'qra' | 'qa'
@@ -106,7 +115,7 @@ export class BatchEngine {
   readonly #labelIds: ReadonlySet<number>
   /** 0..labels-1: indexes into a row of label logits already taken out of the vocabulary. */
   readonly #labelOrder: readonly number[]
-  readonly #kv: KvCache
+  readonly #runner: BatchRunner
   readonly #waiting: Sequence[] = []
   /** `#rows[r]` is the sequence in KV row `r`. */
   readonly #rows: Sequence[] = []
@@ -137,7 +146,7 @@ export class BatchEngine {
     // 8 slots: the measured trade-off between slack (every step attends over up to 7 unused slots
     // per row) and reallocation (a full copy each time the longest row crosses a multiple);
     // 8 was a little faster than 16 and 32 in both runs of docs/engine.md.
-    this.#kv = new KvCache(model.shape, { granularity: opts.kvGranularity ?? 8 })
+    this.#runner = createRunner(model, { shape: model.shape, vocabSize: model.vocabSize, pad: model.specials.pad }, { kvGranularity: opts.kvGranularity ?? 8 })
   }
 
   get numWaiting(): number {
@@ -206,28 +215,26 @@ export class BatchEngine {
     const admitted = this.#waiting.splice(0, out.prefillIds.length)
 
     // 3. Prefill.
-    let prefill: { present: Awaited<ReturnType<Forward>>; len: number } | null = null
-    this.lastStep = { numPrefillRows: admitted.length, numDecodeRows: this.#rows.length }
+    let prefill: PrefillLogits | null = null
+    const numRunning = this.#rows.length
+    this.lastStep = { numPrefillRows: admitted.length, numDecodeRows: numRunning }
     if (admitted.length > 0) {
       // `start` goes out before the pass, so the caller's queue time ends where prefill begins.
       emit(admitted.map((s) => ({ type: 'start', id: s.id })))
       const events: SequenceEvent[] = []
       const t = performance.now()
       try {
-        const len = Math.max(...admitted.map((s) => s.promptIds.length))
-        const present = await this.#model.forward(this.#prefillInputs(admitted, len))
-        prefill = { present, len }
+        prefill = await this.#runner.prefill(admitted.map((s) => s.promptIds))
         this.stats.numPrefillPasses++
-        this.stats.numPrefillTokens += len * admitted.length
+        this.stats.numPrefillTokens += Math.max(...admitted.map((s) => s.promptIds.length)) * admitted.length
       } catch (e) {
         for (const s of admitted) events.push({ type: 'error', id: s.id, message: `prefill failed: ${errorLine(e)}` })
       }
       forwardMs += performance.now() - t
       this.stats.prefillMs += performance.now() - t
       if (prefill) {
-        const V = this.#model.vocabSize
         admitted.forEach((s, i) => {
-          const finished = this.#advance(s, prefill!.present.logits, (i * prefill!.len + prefill!.len - 1) * V, events)
+          const finished = this.#advance(s, prefill!.logits, prefill!.offset(i), events)
           if (finished) s.row = LEFT
         })
       }
@@ -235,48 +242,41 @@ export class BatchEngine {
     }
 
     // 4. Decode the rows that were running before this step.
-    if (this.#rows.length > 0) {
+    const finishedRows: number[] = []
+    if (numRunning > 0) {
       const events: SequenceEvent[] = []
       const t = performance.now()
-      const finishedRows: number[] = []
       try {
-        const kv = this.#kv
-        kv.reserve(kv.numRows, Math.max(...kv.lengths) + 1)
-        const o = await this.#model.forward(this.#decodeInputs())
+        const logits = await this.#runner.decode(this.#rows.map((s) => s.nextInput))
         forwardMs += performance.now() - t
         this.stats.decodeMs += performance.now() - t
-        kv.appendStep({ keys: o.presentKeys, values: o.presentValues, len: kv.capacity + 1 })
         const V = this.#model.vocabSize
-        for (let r = 0; r < this.#rows.length; r++) {
-          if (this.#advance(this.#rows[r]!, o.logits, r * V, events)) finishedRows.push(r)
+        for (let r = 0; r < numRunning; r++) {
+          if (this.#advance(this.#rows[r]!, logits, r * V, events)) finishedRows.push(r)
         }
         this.stats.numDecodePasses++
-        this.stats.numDecodeRows += this.#rows.length
+        this.stats.numDecodeRows += numRunning
       } catch (e) {
         forwardMs += performance.now() - t
-        for (let r = 0; r < this.#rows.length; r++) {
+        for (let r = 0; r < numRunning; r++) {
           events.push({ type: 'error', id: this.#rows[r]!.id, message: `decode failed: ${errorLine(e)}` })
           finishedRows.push(r)
         }
       }
-      for (const r of finishedRows.reverse()) this.#removeRow(r)
       emit(events)
     }
 
-    // 5. Admitted sequences still generating join the batch.
+    // 5. Admitted sequences still generating join the batch (after the running rows), then the
+    // rows that finished leave (the last row moves into each, so in descending order).
     if (prefill) {
-      const joining = admitted.map((s, i) => [s, i] as const).filter(([s]) => s.row === NO_ROW)
-      if (joining.length > 0) {
-        const kv = this.#kv
-        const longest = Math.max(...kv.lengths, ...joining.map(([s]) => s.promptIds.length))
-        kv.reserve(kv.numRows + joining.length, longest + 1)
-        const present = { keys: prefill.present.presentKeys, values: prefill.present.presentValues, len: prefill.len }
-        for (const [s, i] of joining) {
-          s.row = kv.addRow(present, i, s.promptIds.length)
-          this.#rows.push(s)
-        }
-      }
+      const rows = this.#runner.commit(admitted.map((s) => s.row === NO_ROW))
+      admitted.forEach((s, i) => {
+        if (rows[i]! < 0) return
+        s.row = rows[i]!
+        this.#rows[s.row] = s
+      })
     }
+    for (const r of finishedRows.reverse()) this.#removeRow(r)
     this.stats.forwardMs += forwardMs
     this.stats.stepMs += performance.now() - t0 - forwardMs
   }
@@ -333,7 +333,7 @@ export class BatchEngine {
 
   /** Frees row `r`; the last row moves into it (rows must be removed in descending order). */
   #removeRow(r: number): void {
-    const moved = this.#kv.removeRow(r)
+    const moved = this.#runner.removeRow(r)
     const s = this.#rows[r]!
     s.row = LEFT
     if (moved !== r) {
@@ -341,46 +341,6 @@ export class BatchEngine {
       this.#rows[r]!.row = r
     }
     this.#rows.pop()
-  }
-
-  #prefillInputs(seqs: Sequence[], len: number) {
-    const n = seqs.length
-    const inputIds = new BigInt64Array(n * len).fill(BigInt(this.#model.specials.pad))
-    const attentionMask = new BigInt64Array(n * len)
-    // Padded positions get position 0, real ones count from 0 (as training/ decode.py does).
-    const positionIds = new BigInt64Array(n * len)
-    seqs.forEach((s, i) => {
-      const pad = len - s.promptIds.length
-      s.promptIds.forEach((id, j) => {
-        inputIds[i * len + pad + j] = BigInt(id)
-        attentionMask[i * len + pad + j] = 1n
-        positionIds[i * len + pad + j] = BigInt(j)
-      })
-    })
-    const empty = Array.from({ length: this.#model.shape.numLayers }, () => new Float32Array(0))
-    return { batch: n, seq: len, pastLen: 0, inputIds, attentionMask, positionIds, pastKeys: empty, pastValues: empty }
-  }
-
-  #decodeInputs() {
-    const kv = this.#kv
-    const B = kv.numRows
-    const inputIds = new BigInt64Array(B)
-    const positionIds = new BigInt64Array(B)
-    for (let r = 0; r < B; r++) {
-      inputIds[r] = BigInt(this.#rows[r]!.nextInput)
-      positionIds[r] = BigInt(kv.lengths[r]!)
-    }
-    const layers = Array.from({ length: this.#model.shape.numLayers }, (_, l) => l)
-    return {
-      batch: B,
-      seq: 1,
-      pastLen: kv.capacity,
-      inputIds,
-      attentionMask: kv.decodeMask(),
-      positionIds,
-      pastKeys: layers.map((l) => kv.past(l, 'key')),
-      pastValues: layers.map((l) => kv.past(l, 'value')),
-    }
   }
 }
 

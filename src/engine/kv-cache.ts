@@ -15,6 +15,11 @@
  * sequence's prefill output is copied into a fresh row (its own tokens only), and the capacity
  * grows (or shrinks) in steps of `granularity` slots (the engine uses 8), copying everything only
  * then.
+ *
+ * The fused `gqa` graph (gqa-runner.ts) uses the same buffers without `present` copies at all: its
+ * GroupQueryAttention writes each new key and value at slot `length[r]` of the very buffer it reads
+ * as the past, so a pass is handed row ranges of these buffers (`rows`) and the cache only counts
+ * (`appendRows` after a prefill into fresh rows, `advance` after a decode pass).
  */
 
 export interface KvShape {
@@ -43,9 +48,13 @@ export class KvCache {
   keys: Float32Array[] = []
   values: Float32Array[] = []
 
-  constructor(shape: KvShape, opts: { granularity?: number } = {}) {
+  /** Most slots per row (the `gqa` graph's rotary table ends there); the granularity never rounds past it. */
+  readonly maxCapacity: number
+
+  constructor(shape: KvShape, opts: { granularity?: number; maxCapacity?: number } = {}) {
     this.shape = shape
     this.granularity = opts.granularity ?? 8
+    this.maxCapacity = opts.maxCapacity ?? Number.MAX_SAFE_INTEGER
   }
 
   get numRows(): number {
@@ -63,7 +72,8 @@ export class KvCache {
    */
   reserve(numRows: number, minCapacity: number): boolean {
     const g = this.granularity
-    const wantCapacity = Math.max(g, Math.ceil(minCapacity / g) * g)
+    if (minCapacity > this.maxCapacity) throw new Error(`a row needs ${minCapacity} slots; at most ${this.maxCapacity}`)
+    const wantCapacity = Math.min(Math.max(g, Math.ceil(minCapacity / g) * g), this.maxCapacity)
     const growCapacity = wantCapacity > this.capacity
     const shrinkCapacity = wantCapacity + 2 * g <= this.capacity
     const growRows = numRows > this.rowCapacity
@@ -179,6 +189,70 @@ export class KvCache {
       }
     }
     for (let r = 0; r < this.numRows; r++) this.lengths[r]!++
+  }
+
+  /**
+   * Rows `first .. first + count - 1` of a layer's buffer, uncopied (one contiguous range,
+   * `[count, kv_heads, capacity, head_dim]`): what an in-place pass reads and writes.
+   */
+  rows(layer: number, which: 'key' | 'value', first: number, count: number): Float32Array {
+    if (first < 0 || count < 0 || first + count > this.rowCapacity) throw new Error(`rows ${first}..${first + count - 1} outside ${this.rowCapacity}`)
+    const buf = which === 'key' ? this.keys[layer]! : this.values[layer]!
+    return buf.subarray(first * this.rowSize, (first + count) * this.rowSize)
+  }
+
+  /**
+   * Counts rows `numRows ..` as holding `lengths` tokens each: a pass has already written them in
+   * place (a `gqa` prefill into `rows(numRows, lengths.length)`). Call `reserve` first.
+   */
+  appendRows(lengths: readonly number[]): void {
+    if (this.numRows + lengths.length > this.rowCapacity) throw new Error('appendRows without reserve')
+    for (const n of lengths) {
+      if (n > this.capacity) throw new Error(`a row of ${n} tokens in ${this.capacity} slots`)
+      this.lengths.push(n)
+    }
+  }
+
+  /** Counts one more token in each of the first `count` rows (written in place by a decode pass). */
+  advance(count: number): void {
+    for (let r = 0; r < count; r++) {
+      if (this.lengths[r]! >= this.capacity) throw new Error(`row ${r} is full; reserve before the step`)
+      this.lengths[r]!++
+    }
+  }
+
+  /**
+   * Keeps the rows from `first` on whose `keep` entry is true, moved down in order over those that
+   * are not (one row copied per kept row that had a dropped one before it); drops the others.
+   * Returns the new index of each kept row (-1 for a dropped one).
+   */
+  compact(first: number, keep: readonly boolean[]): number[] {
+    if (first + keep.length !== this.numRows) throw new Error('compact: keep must cover the rows from first to the end')
+    const out: number[] = []
+    let to = first
+    for (const [i, k] of keep.entries()) {
+      if (!k) {
+        out.push(-1)
+        continue
+      }
+      if (to !== first + i) this.#copyRow(first + i, to)
+      out.push(to++)
+    }
+    this.lengths.length = to
+    return out
+  }
+
+  /** Copies row `from`'s tokens (and its length) into row `to`. */
+  #copyRow(from: number, to: number): void {
+    const { numKvHeads: H, headDim: D } = this.shape
+    const n = this.lengths[from]! * D
+    for (const buf of [...this.keys, ...this.values]) {
+      for (let h = 0; h < H; h++) {
+        const src = (from * H + h) * this.capacity * D
+        buf.copyWithin((to * H + h) * this.capacity * D, src, src + n)
+      }
+    }
+    this.lengths[to] = this.lengths[from]!
   }
 
   /** The first `numRows` rows of a layer's buffer: the `past_key_values` input, uncopied. */

@@ -8,8 +8,12 @@ import type { MessagePort } from 'node:worker_threads'
 /** Settings the worker starts with (`workerData`). */
 export interface WorkerInit {
   modelDir: string
+  /** The package's graph to run, already checked against its manifest on the HTTP thread. */
+  graph: string
   device: 'auto' | 'cpu' | 'cuda'
   threads: number
+  /** `--spin-wait`. */
+  spinWait: boolean
   maxBatch: number
   maxBatchTokens: number
   /**

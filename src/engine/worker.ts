@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   try {
     // The HTTP thread verified the hashes before starting this worker.
     const pkg = await loadPackage(init.modelDir, { verify: false })
-    const { model, session } = await loadModel(pkg, init.device, init.threads)
+    const { model, session } = await loadModel(pkg, init.device, init.threads, { graph: init.graph, spinning: init.spinWait })
     engine = new BatchEngine(model, { maxBatch: init.maxBatch, maxBatchTokens: init.maxBatchTokens })
     post({
       type: 'ready',

@@ -14,7 +14,7 @@ export function openapiDocument(app: App) {
       title: 'because',
       version: VERSION,
       description:
-        'Classifies English text into one of six emotions (sadness, joy, love, anger, fear, surprise) with a small generative model that first writes a short reasoning, then the label. Errors are `{"error": {"code", "message"}}`; under /v1/ (the OpenAI-compatible routes) they are OpenAI\'s `{"error": {"message", "type", "param", "code"}}`.',
+        'Classifies text with a small generative model that first writes a short reasoning, then the label: one of the labels of the model package serving the request. Each package brings its own labels (GET /info lists them per model; the embedded models know six emotions). Errors are `{"error": {"code", "message"}}`; under /v1/ (the OpenAI-compatible routes) they are OpenAI\'s `{"error": {"message", "type", "param", "code"}}`.',
     },
   })
 }

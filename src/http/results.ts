@@ -14,8 +14,8 @@ type Result = z.infer<typeof ClassifyResult>
 /** `input_tokens` counts the text's tokens read (what max_input_tokens limits), as evaluate does. */
 export function resultBody(model: ServedModel, a: TextAnswer, detail: boolean): Result {
   return {
-    label: model.labels[a.labelIndex]! as Result['label'],
-    scores: scoresByLabel(model, a.scores) as Result['scores'],
+    label: model.labels[a.labelIndex]!,
+    scores: scoresByLabel(model, a.scores),
     reasoning: a.reasoning,
     usage: { input_tokens: a.numTextTokens, reasoning_tokens: a.numReasoningTokens, input_tokens_dropped: a.numDropped, windows: a.windows.length },
     // In windows mode every window has its span (a text read whole spans all of it).
@@ -29,8 +29,8 @@ export function windowBody(model: ServedModel, w: WindowAnswer, index: number): 
     index,
     start: w.span?.start ?? 0,
     end: w.span?.end ?? 0,
-    label: model.labels[w.labelIndex]! as Result['label'],
-    scores: scoresByLabel(model, w.scores) as Result['scores'],
+    label: model.labels[w.labelIndex]!,
+    scores: scoresByLabel(model, w.scores),
     reasoning: w.reasoning,
     usage: { input_tokens: w.numTextTokens, reasoning_tokens: w.numReasoningTokens },
   }

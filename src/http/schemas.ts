@@ -6,15 +6,21 @@
  */
 import { z } from '@hono/zod-openapi'
 import { TRUNCATE_MODES } from '../config.js'
-import { LABELS } from '../model/manifest.js'
+import { GRAPH_DTYPES, GRAPH_LAYOUTS } from '../model/manifest.js'
 import { ERROR_CODES } from './errors.js'
 
-export const Label = z.enum(LABELS).openapi('Label', { description: 'One of the six emotions.' })
+// Labels belong to the model package, not to the service: each served model has its own set
+// (GET /info), so the contract holds them as strings, not as an enum.
+export const Label = z.string().openapi('Label', {
+  description: "One of the serving model's labels, as GET /info lists them (`models[].labels`).",
+  example: 'joy',
+})
 
 export const Scores = z
-  .object(Object.fromEntries(LABELS.map((l) => [l, z.number().min(0).max(1)])) as Record<(typeof LABELS)[number], z.ZodNumber>)
+  .record(z.string(), z.number().min(0).max(1))
   .openapi('Scores', {
-    description: "Probability of each label (softmax over the labels' first tokens at the marker position); they sum to 1.",
+    description:
+      "Probability of each of the serving model's labels (GET /info), keyed by label, in the order /info lists them: a softmax over the labels' first tokens (see the model package); they sum to 1 and cover every label.",
     example: { sadness: 0.02, joy: 0.9, love: 0.05, anger: 0.01, fear: 0.01, surprise: 0.01 },
   })
 
@@ -147,15 +153,17 @@ export const ModelInfo = z
   .object({
     id: z.string().openapi({ example: 'emotion-qra-natural' }),
     kind: z.enum(['qra', 'qa']).openapi({ description: 'qra: writes a reasoning, then the label; qa: the label alone.' }),
-    labels: z.array(z.string()).openapi({ description: 'The labels it chooses from, in the order of its scores.', example: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] }),
+    labels: z.array(z.string()).openapi({ description: "The labels it chooses from, in the order of its scores: its package's own (at least 2).", example: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] }),
     limits: z.object({
       max_texts: z.number().int().openapi({ description: 'Texts per /classify request (--max-texts).' }),
       max_text_chars: z.number().int().openapi({ description: 'Characters per text (--max-text-chars).' }),
       max_input_tokens: z.number().int().openapi({ description: "Tokens per text after normalisation (the model's limit)." }),
       max_reasoning_tokens: z.number().int().openapi({ description: 'Most reasoning tokens the model writes before its label.' }),
     }),
-    dtype: z.string().openapi({ description: 'Weights type of the ONNX graph.', example: 'float32' }),
-    onnx_sha256: z.string().openapi({ description: 'sha256 of the ONNX file, as checked against the package manifest at start-up.' }),
+    graph: z.string().openapi({ description: "The package's graph being run (--graph, else the package's default_graph, else fp32).", example: 'fp32' }),
+    layout: z.enum(GRAPH_LAYOUTS).openapi({ description: "That graph's I/O layout: optimum (the reference export, what transformers.js loads) or gqa (fused GroupQueryAttention).", example: 'optimum' }),
+    dtype: z.enum(GRAPH_DTYPES).openapi({ description: "Weights type of that graph.", example: 'float32' }),
+    onnx_sha256: z.string().openapi({ description: "sha256 of that graph's ONNX file, as checked against the package manifest at start-up." }),
     calibration: z
       .object({ method: z.literal('temperature'), temperature: z.number() })
       .nullable()

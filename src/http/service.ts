@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config.js'
 import type { SequenceResult, SubmitOptions } from '../engine/types.js'
+import type { GraphSpec } from '../model/manifest.js'
 import type { PromptEncoder } from '../model/tokenizer.js'
 
 /** The HTTP thread's handle on a model's engine: `EngineClient`, or a fake in tests. */
@@ -34,8 +35,11 @@ export interface ServedModel {
 }
 
 export interface ModelCard {
-  dtype: string
-  /** Of the ONNX file, as verified against the manifest at start-up. */
+  /** The package's graph being run (`--graph`, else its default), its I/O layout and weights type. */
+  graph: string
+  layout: GraphSpec['layout']
+  dtype: GraphSpec['dtype']
+  /** Of that graph's ONNX file, as verified against the manifest at start-up. */
   onnxSha256: string
   /** How the label scores are calibrated; null: plain softmax (temperature 1). */
   calibration: { method: 'temperature'; temperature: number } | null

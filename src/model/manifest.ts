@@ -13,19 +13,39 @@ import { NORMALIZE_RULES } from './normalize.js'
 /** The emoji and emoticon table of `natural-v1`, a file of the package. */
 export const EMOJI_FILE = 'emoji.json'
 
-/** The six labels, in the order every package must list them. */
-export const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] as const
-export type Label = (typeof LABELS)[number]
-
 const tokenId = z.number().int().nonnegative()
+
+/**
+ * The I/O layouts a graph may have (docs/model-package.md, "ONNX graph"): `optimum` takes
+ * `attention_mask` and `position_ids` and returns logits for every position and `past + new` as
+ * `present`; `gqa` is the fused GroupQueryAttention graph (right-padded prefill, `seqlens_k`,
+ * `total_sequence_length`, logits at each row's last position, the cache written in place).
+ */
+export const GRAPH_LAYOUTS = ['optimum', 'gqa'] as const
+export type GraphLayout = (typeof GRAPH_LAYOUTS)[number]
+/** The weights' type: it decides nothing in the engine (inputs and outputs are float32 either way). */
+export const GRAPH_DTYPES = ['float32', 'int8'] as const
+/** A graph's name, as `graphs` keys it and `--graph` names it. */
+export const GRAPH_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+const GraphSchema = z.object({
+  file: z.string().min(1),
+  layout: z.enum(GRAPH_LAYOUTS),
+  dtype: z.enum(GRAPH_DTYPES),
+})
+export type GraphSpec = z.infer<typeof GraphSchema>
+/** The graph of a package that has no `graphs`: its `onnx.file`. */
+export const DEFAULT_GRAPH_NAME = 'fp32'
 
 export const ManifestSchema = z.object({
   schema_version: z.literal(1),
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/),
   kind: z.enum(['qra', 'qa']),
-  labels: z.array(z.string()).length(LABELS.length),
-  label_texts: z.array(z.string()).length(LABELS.length),
-  label_token_ids: z.array(z.array(tokenId).min(1)).length(LABELS.length),
+  // The package's own label set, in the order of its scores: the service has none of its own
+  // (checkManifest: unique, and label_texts and label_token_ids one per label).
+  labels: z.array(z.string().min(1, 'a label may not be empty')).min(2, 'needs at least 2 labels'),
+  label_texts: z.array(z.string().min(1, 'a label text may not be empty')),
+  label_token_ids: z.array(z.array(tokenId).min(1)),
   prompt: z.object({
     normalize: z.enum(NORMALIZE_RULES),
     template: z.string(),
@@ -50,6 +70,11 @@ export const ManifestSchema = z.object({
     max_position_embeddings: z.number().int().positive(),
     dtype: z.literal('float32'),
   }),
+  // The graphs the service can run (docs/model-package.md, "Graphs"); absent: one graph `fp32`,
+  // `onnx.file` in the optimum layout. `onnx` stays the optimum-layout reference graph that peers
+  // (transformers.js) load and the one that gives the dimensions.
+  graphs: z.record(z.string(), GraphSchema).optional(),
+  default_graph: z.string().optional(),
   // Label scores are softmax(label logits / temperature); absent, the temperature is 1. Other keys
   // (what the temperature was fitted on, its effect) are provenance the service does not read.
   calibration: z
@@ -71,17 +96,36 @@ export class PackageError extends Error {
 
 /** Checks the rules the schema cannot express; returns the first violation or null. */
 export function checkManifest(m: Manifest): string | null {
-  if (m.labels.join() !== LABELS.join()) return `labels must be ${LABELS.join(', ')} in that order`
+  const seen = new Set<string>()
+  for (const label of m.labels) {
+    if (seen.has(label)) return `labels: ${JSON.stringify(label)} is listed twice; labels must be unique`
+    seen.add(label)
+  }
+  for (const field of ['label_texts', 'label_token_ids'] as const) {
+    if (m[field].length !== m.labels.length) {
+      const n = m[field].length
+      return `${field}: ${n} ${n === 1 ? 'entry' : 'entries'} for ${m.labels.length} labels; it needs one per label, in the order of labels`
+    }
+  }
   if (m.prompt.template.split('{text}').length !== 2) return 'prompt.template must contain {text} once'
   for (const [k, ids] of m.label_token_ids.entries()) {
     if (ids.some((id) => id >= m.onnx.vocab_size)) return `label_token_ids[${k}] is outside the vocabulary`
   }
-  const firsts = new Set(m.label_token_ids.map((ids) => ids[0]))
-  if (firsts.size !== LABELS.length) return 'label_token_ids must start with six different ids'
+  // A label is scored by its first token's logit, so two labels sharing one could never differ.
+  const firstOf = new Map<number, number>()
+  for (const [k, ids] of m.label_token_ids.entries()) {
+    const other = firstOf.get(ids[0]!)
+    if (other !== undefined) {
+      return `label_token_ids: labels ${JSON.stringify(m.labels[other])} and ${JSON.stringify(m.labels[k])} start with the same token id ${ids[0]}; every label needs a different first token`
+    }
+    firstOf.set(ids[0]!, k)
+  }
   for (const [name, id] of Object.entries(m.special_tokens)) {
     if (id >= m.onnx.vocab_size) return `special_tokens.${name} is outside the vocabulary`
   }
   if (!(m.onnx.file in m.files)) return `files does not list onnx.file ${m.onnx.file}`
+  const graphProblem = checkGraphs(m)
+  if (graphProblem) return graphProblem
   for (const name of ['tokenizer.json', 'tokenizer_config.json']) {
     if (!(name in m.files)) return `files does not list ${name}`
   }
@@ -94,6 +138,52 @@ export function checkManifest(m: Manifest): string | null {
     }
   }
   return null
+}
+
+/** `graphs` and `default_graph`: each graph's file listed (so sha256-checked), the default one of them. */
+function checkGraphs(m: Manifest): string | null {
+  if (m.graphs === undefined) {
+    if (m.default_graph !== undefined && m.default_graph !== DEFAULT_GRAPH_NAME) {
+      return `default_graph: ${JSON.stringify(m.default_graph)} is not a graph of this package (without graphs it has only ${DEFAULT_GRAPH_NAME})`
+    }
+    return null
+  }
+  const names = Object.keys(m.graphs)
+  if (names.length === 0) return 'graphs: lists no graph; leave it out to serve onnx.file'
+  for (const [name, g] of Object.entries(m.graphs)) {
+    if (!GRAPH_NAME.test(name)) return `graphs.${name}: a graph name is letters, digits, ".", "_" or "-" (--graph names it)`
+    if (!(g.file in m.files)) return `graphs.${name}.file: files does not list ${g.file} (every graph file is sha256-checked)`
+  }
+  if (m.default_graph !== undefined && !(m.default_graph in m.graphs)) {
+    return `default_graph: ${JSON.stringify(m.default_graph)} is not in graphs (${names.join(', ')})`
+  }
+  return null
+}
+
+/** The graphs a package offers: its `graphs`, or `fp32` = `onnx.file` (optimum layout, float32). */
+export function packageGraphs(m: Manifest): Record<string, GraphSpec> {
+  return m.graphs ?? { [DEFAULT_GRAPH_NAME]: { file: m.onnx.file, layout: 'optimum', dtype: m.onnx.dtype } }
+}
+
+/** A graph chosen for serving. */
+export interface SelectedGraph extends GraphSpec {
+  name: string
+}
+
+/**
+ * The graph to serve: `name` (`--graph`) when given, else the package's `default_graph`, else
+ * `fp32`. Throws a one-line `PackageError` naming the package and its graphs when it has no such graph.
+ */
+export function selectGraph(m: Manifest, name: string | null): SelectedGraph {
+  const graphs = packageGraphs(m)
+  const wanted = name ?? m.default_graph ?? DEFAULT_GRAPH_NAME
+  const spec = Object.hasOwn(graphs, wanted) ? graphs[wanted] : undefined
+  if (!spec) {
+    throw new PackageError(
+      `${name === null ? 'default graph' : '--graph'} ${JSON.stringify(wanted)}: package ${m.id} has no such graph; its graphs: ${Object.keys(graphs).join(', ')}`,
+    )
+  }
+  return { name: wanted, ...spec }
 }
 
 /** Reads and checks `dir/manifest.json`. */

@@ -1,7 +1,8 @@
 /**
  * @module
  * ONNX Runtime session creation with the execution-provider choice, and `forward`, one pass of
- * the package's graph (docs/model-package.md, "ONNX graph").
+ * an `optimum`-layout graph (docs/model-package.md, "ONNX graph"); gqa-forward.ts has the fused
+ * `gqa` layout's pass.
  *
  * onnxruntime-node bundles the CPU provider. Its CUDA provider needs libraries fetched at install
  * time (`ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci`) plus CUDA 12 and cuDNN 9 on the host; where they
@@ -13,6 +14,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import ort from 'onnxruntime-node'
 import type { Device } from '../config.js'
+import type { GraphLayout } from './manifest.js'
 
 /** What a provider attempt does when it fails. */
 export interface ProviderPlan {
@@ -60,8 +62,17 @@ function firstLine(e: unknown): string {
   return String(e instanceof Error ? e.message : e).split('\n')[0]!.trim()
 }
 
-/** Creates the session following `planProviders(device)`; throws a one-line error on failure. */
-export async function createSession(path: string, device: Device, threads: number): Promise<CreatedSession> {
+/**
+ * Creates the session following `planProviders(device)`; throws a one-line error on failure.
+ * `spinning`: whether ONNX Runtime's intra-op pool threads spin between ops (off by default, see
+ * below; it only matters with more than one thread, one thread has no pool).
+ */
+export async function createSession(
+  path: string,
+  device: Device,
+  threads: number,
+  opts: { spinning?: boolean } = {},
+): Promise<CreatedSession> {
   const plan = planProviders(device, findCudaLibrary())
   if (plan.attempts.length === 0) throw new Error(`--device cuda: ${plan.skipReason}`)
   let fallbackReason: string | undefined = plan.skipReason
@@ -73,10 +84,12 @@ export async function createSession(path: string, device: Device, threads: numbe
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
-        // No spin-waiting between ops: the pool threads share the cores with the HTTP thread (and
-        // on a shared host, with everything else). Measured on the busy 2-core dev machine, a
-        // B=32 decode step took 16.9 ms with spinning and 11.1 ms without (docs/engine.md).
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
+        // No spin-waiting between ops unless asked (--spin-wait on): the pool threads share the
+        // cores with the HTTP thread (and on a shared host, with everything else). Measured on the
+        // busy 2-core dev machine, a B=32 decode step took 16.9 ms with spinning and 11.1 ms
+        // without, and one request at a time through the engine took twice as long with it, on
+        // every graph (docs/engine.md).
+        extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
       })
       return fallbackReason ? { session, provider, fallbackReason } : { session, provider }
     } catch (e) {
@@ -88,6 +101,34 @@ export async function createSession(path: string, device: Device, threads: numbe
     }
   }
   throw new Error('no execution provider to try')
+}
+
+/**
+ * Why a session's inputs and outputs do not fit a layout (one line), or null: a manifest that
+ * declares the wrong layout for a graph stops at start-up instead of failing every pass.
+ */
+export function graphIoProblem(
+  layout: GraphLayout,
+  io: { inputNames: readonly string[]; outputNames: readonly string[] },
+  numLayers: number,
+): string | null {
+  const kv = Array.from({ length: numLayers }, (_, i) => ['key', 'value'].map((t) => `${i}.${t}`)).flat()
+  const inputs = [
+    'input_ids',
+    ...(layout === 'optimum' ? ['attention_mask', 'position_ids'] : ['seqlens_k', 'total_sequence_length']),
+    ...kv.map((n) => `past_key_values.${n}`),
+  ]
+  const outputs = ['logits', ...kv.map((n) => `present.${n}`)]
+  const missingIn = inputs.filter((n) => !io.inputNames.includes(n))
+  const missingOut = outputs.filter((n) => !io.outputNames.includes(n))
+  const extraIn = io.inputNames.filter((n) => !inputs.includes(n))
+  if (missingIn.length + missingOut.length + extraIn.length === 0) return null
+  const parts = [
+    missingIn.length ? `no input ${missingIn.slice(0, 3).join(', ')}` : '',
+    missingOut.length ? `no output ${missingOut.slice(0, 3).join(', ')}` : '',
+    extraIn.length ? `an unexpected input ${extraIn.slice(0, 3).join(', ')}` : '',
+  ].filter(Boolean)
+  return `not a ${layout}-layout graph of ${numLayers} layers: ${parts.join('; ')}`
 }
 
 /** One forward pass's inputs, `[batch, seq]` new tokens over a past of `pastLen` positions. */

@@ -7,17 +7,25 @@
  *   service (the browser refuses the connection via page.route, then Retry reaches the service).
  * - "against a fake service" (fake-service.ts): only what the real service cannot be made to
  *   produce on demand: a connection cut mid-stream, a 500, an `error` event mid-stream, a stream
- *   slow enough to press Stop, and an /info that fails or lists the labels in another order.
+ *   slow enough to press Stop, an /info that fails or lists the labels in another order, a model
+ *   with labels of its own (3, and 12: more than the page has colours for) and a model picker.
+ * - "with two models of different labels": the real service serving the embedded model and a copy
+ *   relabelled with three labels of its own; the page's model picker switches between them.
  *
  * Without Chromium every test here is reported as skipped, with the reason in its suite's name.
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
 import { chromiumPath, launchChromium, type LaunchedBrowser } from './chromium.js'
-import { startFakeService, type FakeService } from './fake-service.js'
+import { EMOTIONS, startFakeService, type FakeService } from './fake-service.js'
 import { openChat, reasoningStates, recordReasoningStates, screenshot, send } from './harness.js'
 import { loadPageCore } from './page-core.js'
 import { realServiceMissing, startRealService, type RealService } from './real-service.js'
+import { SUPPORT, relabelledPackage } from '../support/relabel.js'
+import { QRA } from '../support/service.js'
 
 const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
 const core = loadPageCore()
@@ -55,7 +63,12 @@ async function sendTwoAtOnce(page: Page, first: string, second: string): Promise
   )
 }
 
-/** The answer's label, its six score rows and the percentages shown, once it is done. */
+/** The computed colour of each score bar of the newest answer. */
+async function barColours(page: Page): Promise<string[]> {
+  return page.locator('.answer').last().locator('.bar > span').evaluateAll((spans) => spans.map((s) => getComputedStyle(s).backgroundColor))
+}
+
+/** The answer's label, its score rows and the percentages shown, once it is done. */
 async function finishedAnswer(page: Page, nth = 0) {
   const answer = page.locator('.answer').nth(nth)
   await answer.locator('.meta').waitFor({ timeout: 30_000 })
@@ -319,6 +332,47 @@ describe.skipIf(noBrowser !== null || noService !== null)(
   },
 )
 
+describe.skipIf(noBrowser !== null || noService !== null)(
+  `chat page against the real service with two models of different labels${skipped(noBrowser ?? noService)}`,
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'because-browser-labels-'))
+    let service: RealService
+    beforeAll(async () => {
+      const support = relabelledPackage(dir, 'support', SUPPORT)
+      ;[service] = await Promise.all([startRealService(['--models', `${QRA},${support}`, '--threads', '1']), openBrowser()])
+    }, 120_000)
+    afterAll(async () => {
+      await closeBrowser()
+      await service?.stop()
+      rmSync(dir, { recursive: true, force: true })
+    })
+
+    it('picks the model, and shows the answer in its own labels', async () => {
+      const { page, requests, errors } = await openChat(browser!.context, service.url)
+      const picker = page.getByLabel('Model')
+      await page.locator('#model-picker').waitFor()
+      expect(await picker.locator('option').allTextContents()).toEqual(['emotion-qra-natural', SUPPORT.id])
+      await picker.selectOption(SUPPORT.id)
+      await send(page, 'Why is my order late again? I am so angry about it')
+      const answer = await finishedAnswer(page)
+      expect(SUPPORT.labels).toContain(answer.label)
+      expect(answer.names).toEqual(SUPPORT.labels)
+      expect(Math.abs(answer.pcts.reduce((a, b) => a + b, 0) - 100)).toBeLessThan(1)
+      expect(answer.pcts[SUPPORT.labels.indexOf(answer.label)]).toBe(Math.max(...answer.pcts))
+      expect(await page.locator('.answer .meta').textContent()).toContain(SUPPORT.id)
+
+      await picker.selectOption('emotion-qra-natural')
+      await send(page, 'i feel so happy today')
+      const emotion = await finishedAnswer(page, 1)
+      expect(emotion.names).toEqual(LABELS)
+      expect(requests.filter((u) => u.endsWith('/explain'))).toHaveLength(2)
+      expect(errors).toEqual([])
+      await screenshot(page, 'real-two-models')
+      await page.close()
+    })
+  },
+)
+
 describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(noBrowser)}`, () => {
   let fake: FakeService
 
@@ -376,7 +430,7 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
   })
 
   it("lists the scores in the order /info gives the model's labels", async () => {
-    fake.labels = [...LABELS].reverse()
+    fake.models = [{ ...EMOTIONS, labels: [...LABELS].reverse() }]
     try {
       const { page } = await openChat(browser!.context, fake.url)
       await expect.poll(() => fake.requests.some((r) => r.path === '/info')).toBe(true)
@@ -386,18 +440,92 @@ describe.skipIf(noBrowser !== null)(`chat page against a fake service${skipped(n
       expect(await page.locator('#info-error').isHidden()).toBe(true)
       await page.close()
     } finally {
-      fake.labels = [...LABELS]
+      fake.models = [EMOTIONS]
+    }
+  })
+
+  it("serves a model with its own labels: their names, in its order, each its own colour", async () => {
+    const support = { id: 'support-fake', labels: ['question', 'complaint', 'praise'] }
+    fake.models = [support]
+    try {
+      const { page, errors } = await openChat(browser!.context, fake.url)
+      await expect.poll(() => page.locator('#model').inputValue()).toBe(support.id)
+      // One model: nothing to choose.
+      expect(await page.locator('#model-picker').isHidden()).toBe(true)
+      fake.script({ kind: 'answer', label: 'complaint' })
+      await send(page, 'Why is my order late again?')
+      const answer = await finishedAnswer(page)
+      expect(answer.label).toBe('complaint')
+      expect(answer.names).toEqual(support.labels)
+      expect(await page.locator('.answer .caption').allTextContents()).toEqual(['Reasoning', 'Label'])
+      expect(JSON.parse(fake.requests.filter((r) => r.path === '/explain').at(-1)!.body)).toEqual({ text: 'Why is my order late again?', model: 'support-fake' })
+      const colours = await barColours(page)
+      expect(new Set(colours).size).toBe(3)
+      const pill = await page.locator('.answer .label').evaluate((n) => getComputedStyle(n).backgroundColor)
+      expect(pill).toBe(colours[1])
+      expect(errors).toEqual([])
+      await screenshot(page, 'fake-other-labels')
+
+      // Past the palette, every label still gets a colour of its own.
+      fake.models = [{ id: 'many-fake', labels: Array.from({ length: 12 }, (_, k) => `topic-${k}`) }]
+      const many = await openChat(browser!.context, fake.url)
+      await expect.poll(() => many.page.locator('#model').inputValue()).toBe('many-fake')
+      fake.script({ kind: 'answer', label: 'topic-10' })
+      await send(many.page, 'Something else entirely')
+      expect((await finishedAnswer(many.page)).names).toHaveLength(12)
+      expect(new Set(await barColours(many.page)).size).toBe(12)
+      await many.page.close()
+      await page.close()
+    } finally {
+      fake.models = [EMOTIONS]
+    }
+  })
+
+  it('offers a model picker when /info lists several models, and asks the chosen one', async () => {
+    const support = { id: 'support-fake', labels: ['question', 'complaint', 'praise'] }
+    fake.models = [EMOTIONS, support]
+    try {
+      const { page, errors } = await openChat(browser!.context, fake.url)
+      const picker = page.getByLabel('Model')
+      await page.locator('#model-picker').waitFor()
+      expect(await picker.locator('option').allTextContents()).toEqual([EMOTIONS.id, support.id])
+      expect(await picker.inputValue()).toBe(EMOTIONS.id)
+      expect(await page.locator('#model-labels').textContent()).toBe(`Labels: ${LABELS.join(', ')}`)
+      await screenshot(page, 'fake-model-picker')
+
+      // The default first, then the other; each answer shows its own model's labels.
+      await send(page, 'I feel lucky')
+      expect((await finishedAnswer(page, 0)).names).toEqual(LABELS)
+      await picker.selectOption(support.id)
+      expect(await page.locator('#model-labels').textContent()).toBe('Labels: question, complaint, praise')
+      fake.script({ kind: 'answer', label: 'praise' })
+      await send(page, 'Thank you, that was quick')
+      const second = await finishedAnswer(page, 1)
+      expect(second.names).toEqual(support.labels)
+      expect(second.label).toBe('praise')
+      const bodies = fake.requests.filter((r) => r.path === '/explain').slice(-2).map((r) => JSON.parse(r.body) as { model: string })
+      expect(bodies.map((b) => b.model)).toEqual([EMOTIONS.id, support.id])
+      // The first answer keeps the labels of the model that gave it.
+      expect((await finishedAnswer(page, 0)).names).toEqual(LABELS)
+      // The picker is reachable from the keyboard and can be changed with it.
+      await picker.focus()
+      await page.keyboard.press('ArrowUp')
+      expect(await picker.inputValue()).toBe(EMOTIONS.id)
+      expect(errors).toEqual([])
+      await page.close()
+    } finally {
+      fake.models = [EMOTIONS]
     }
   })
 
   it('says so when /info cannot be read, and tries again until it can', async () => {
-    fake.labels = null
+    fake.models = null
     const { page } = await openChat(browser!.context, fake.url)
     const error = page.locator('#info-error')
     await error.waitFor()
-    expect(await error.textContent()).toBe('Could not load the emotions this model knows from /info (HTTP 503); trying again…')
+    expect(await error.textContent()).toBe('Could not load the models and their labels from /info (HTTP 503); trying again…')
     await screenshot(page, 'fake-info-error')
-    fake.labels = [...LABELS]
+    fake.models = [EMOTIONS]
     await error.waitFor({ state: 'hidden', timeout: 10_000 })
     await page.close()
   })

@@ -2,7 +2,8 @@
  * @module
  * A stand-in for the service, for the error paths the real one cannot be made to produce on
  * demand: a connection cut mid-stream, a 500, an `event: error` after the stream started, a stream
- * slow enough to press Stop on, an /info that fails. It serves the real src/page/index.html and
+ * slow enough to press Stop on, an /info that fails; and models of any label set, one or several,
+ * at no cost. It serves the real src/page/index.html and
  * speaks the same /explain, /readyz and /info contract. Everything the real service can do is tested against the real
  * service (chat.test.ts).
  */
@@ -31,21 +32,35 @@ export interface RecordedRequest {
   body: string
 }
 
+/** A served model as GET /info lists it. */
+export interface FakeModel {
+  id: string
+  labels: string[]
+}
+
 export interface FakeService {
   url: string
   /** Behaviours for the next /explain requests, in order; afterwards each answers normally. */
   script(...behaviours: Behaviour[]): void
   /** When set, /explain answers 401 unless `Authorization: Bearer <requireKey>` comes with it. */
   requireKey: string | null
-  /** What GET /info lists as the model's labels; null: /info answers 503. */
-  labels: string[] | null
+  /** What GET /info lists, the first the default; null: /info answers 503. */
+  models: FakeModel[] | null
   requests: RecordedRequest[]
   close(): Promise<void>
 }
 
 export const DEFAULT_DELTAS = ['the', ' words', ' "', 'feel', ' lucky', '"', ' carry', ' joy']
-const LABELS = ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise']
-const SCORES = { sadness: 0.02, joy: 0.9, love: 0.03, anger: 0.01, fear: 0.02, surprise: 0.02 }
+export const EMOTIONS: FakeModel = { id: 'fake-model', labels: ['sadness', 'joy', 'love', 'anger', 'fear', 'surprise'] }
+
+/** `label` if the model has it, else its first label. */
+const labelOf = (model: FakeModel, label: string) => (model.labels.includes(label) ? label : model.labels[0]!)
+
+/** 0.9 for the label, the rest shared by the others, keyed in the model's order. */
+function scoresFor(model: FakeModel, label: string): Record<string, number> {
+  const rest = 0.1 / (model.labels.length - 1)
+  return Object.fromEntries(model.labels.map((l) => [l, l === label ? 0.9 : rest]))
+}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -68,7 +83,7 @@ export async function startFakeService(): Promise<FakeService> {
     url: '',
     script: (...behaviours) => pending.push(...behaviours),
     requireKey: null,
-    labels: [...LABELS],
+    models: [EMOTIONS],
     requests,
     close: () =>
       new Promise<void>((resolve) => {
@@ -83,30 +98,39 @@ export async function startFakeService(): Promise<FakeService> {
     if (req.method === 'GET' && path === '/') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(html)
     } else if (req.method === 'GET' && path === '/info') {
-      if (fake.labels === null) {
+      if (fake.models === null) {
         res.writeHead(503, { 'Content-Type': 'application/json' })
         res.end(JSON.stringify({ error: { code: 'not_ready', message: 'not ready' } }))
         return
       }
       res.writeHead(200, { 'Content-Type': 'application/json' })
-      res.end(JSON.stringify({ version: 'fake', models: [{ id: 'fake-model', kind: 'qra', labels: fake.labels }] }))
+      res.end(JSON.stringify({ version: 'fake', models: fake.models.map((m) => ({ id: m.id, kind: 'qra', labels: m.labels })) }))
     } else if (req.method === 'GET' && path === '/readyz') {
       res.writeHead(200, { 'Content-Type': 'application/json' })
-      res.end(JSON.stringify({ status: 'ready', models: [{ id: 'fake-model', kind: 'qra' }] }))
+      res.end(JSON.stringify({ status: 'ready', models: (fake.models ?? [EMOTIONS]).map((m) => ({ id: m.id, kind: 'qra' })) }))
     } else if (req.method === 'POST' && path === '/explain') {
       if (fake.requireKey !== null && req.headers.authorization !== `Bearer ${fake.requireKey}`) {
         res.writeHead(401, { 'Content-Type': 'application/json', 'WWW-Authenticate': 'Bearer' })
         res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'missing or unknown API key' } }))
         return
       }
-      await explain(res, pending.shift() ?? { kind: 'answer' })
+      // As the real service: the model the body names, else the first; an unknown one is refused.
+      const models = fake.models ?? [EMOTIONS]
+      const asked = (JSON.parse(body) as { model?: string }).model
+      const model = asked === undefined ? models[0]! : models.find((m) => m.id === asked)
+      if (!model) {
+        res.writeHead(422, { 'Content-Type': 'application/json' })
+        res.end(JSON.stringify({ error: { code: 'unknown_model', message: `model: unknown model ${JSON.stringify(asked)}` } }))
+        return
+      }
+      await explain(res, model, pending.shift() ?? { kind: 'answer' })
     } else {
       res.writeHead(404, { 'Content-Type': 'application/json' })
       res.end(JSON.stringify({ error: { code: 'not_found', message: `no route ${path}` } }))
     }
   })
 
-  async function explain(res: ServerResponse, b: Behaviour): Promise<void> {
+  async function explain(res: ServerResponse, model: FakeModel, b: Behaviour): Promise<void> {
     if (b.kind === 'status') {
       res.writeHead(b.status, { 'Content-Type': 'application/json', ...b.headers })
       res.end(JSON.stringify({ error: { code: b.code, message: b.message } }))
@@ -114,7 +138,7 @@ export async function startFakeService(): Promise<FakeService> {
     }
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' })
     res.flushHeaders()
-    if (b.kind === 'windows') return windows(res, b)
+    if (b.kind === 'windows') return windows(res, model, b)
     const deltas = b.kind === 'answer' ? (b.deltas ?? DEFAULT_DELTAS) : b.deltas
     const gapMs = b.kind === 'error-event' ? 40 : (b.gapMs ?? 40)
     for (const delta of deltas) {
@@ -131,10 +155,10 @@ export async function startFakeService(): Promise<FakeService> {
       res.end()
       return
     }
-    const label = b.label ?? 'joy'
-    sse(res, 'label', { label, scores: SCORES })
+    const label = b.label ?? labelOf(model, 'joy')
+    sse(res, 'label', { label, scores: scoresFor(model, label) })
     sse(res, 'done', {
-      model: 'fake-model',
+      model: model.id,
       reasoning: deltas.join('').trim(),
       usage: { input_tokens: 5, reasoning_tokens: deltas.length, input_tokens_dropped: b.kind === 'answer' ? (b.dropped ?? 0) : 0, windows: 1 },
       timings: { queue_ms: 0, ttft_ms: gapMs, total_ms: gapMs * deltas.length },
@@ -142,7 +166,7 @@ export async function startFakeService(): Promise<FakeService> {
     res.end()
   }
 
-  async function windows(res: ServerResponse, b: Extract<Behaviour, { kind: 'windows' }>): Promise<void> {
+  async function windows(res: ServerResponse, model: FakeModel, b: Extract<Behaviour, { kind: 'windows' }>): Promise<void> {
     for (const [index, w] of b.windows.entries()) {
       sse(res, 'window', { index, count: b.windows.length, start: w.start, end: w.end, input_tokens: 5 })
       for (const delta of w.deltas) {
@@ -151,9 +175,10 @@ export async function startFakeService(): Promise<FakeService> {
       }
     }
     const deciding = b.windows[b.deciding]!
-    sse(res, 'label', { label: 'anger', scores: SCORES })
+    const label = labelOf(model, 'anger')
+    sse(res, 'label', { label, scores: scoresFor(model, label) })
     sse(res, 'done', {
-      model: 'fake-model',
+      model: model.id,
       reasoning: deciding.deltas.join(''),
       reasoning_window: { index: b.deciding, start: deciding.start, end: deciding.end },
       usage: { input_tokens: 5 * b.windows.length, reasoning_tokens: 9, input_tokens_dropped: 0, windows: b.windows.length },

@@ -8,8 +8,9 @@
  */
 import { describe, expect, it } from 'vitest'
 import { BatchEngine } from '../../src/engine/engine.js'
-import type { LoadedModel } from '../../src/engine/engine.js'
+import type { GqaModel, OptimumModel } from '../../src/engine/engine.js'
 import type { SequenceEvent } from '../../src/engine/protocol.js'
+import type { GqaInputs } from '../../src/model/gqa-forward.js'
 import type { ForwardInputs, ForwardOutputs } from '../../src/model/session.js'
 
 const V = 16
@@ -38,16 +39,7 @@ function fakeForward(limit: number) {
         for (let p = 0; p <= x.pastLen + s; p++) {
           if (x.attentionMask[b * total + p] === 1n) h += present[b * total + p]!
         }
-        const o = (b * x.seq + s) * V
-        const last = Number(x.inputIds[b * x.seq + s]!)
-        logits[o + SPECIALS.eos] = 100
-        logits[o + SPECIALS.pad] = 99
-        if (last === SPECIALS.marker) {
-          LABEL_IDS.forEach((id, k) => (logits[o + id] = k === h % 6 ? 10 : k * 0.1))
-        } else {
-          logits[o + 5 + (h % 4)] = 10
-          logits[o + SPECIALS.marker] = h > limit ? 20 : 0
-        }
+        fakeLogits(logits, (b * x.seq + s) * V, h, Number(x.inputIds[b * x.seq + s]!), limit)
       }
     }
     return { logits, presentKeys: [present], presentValues: [present.slice()] }
@@ -55,11 +47,72 @@ function fakeForward(limit: number) {
   return { forward, calls }
 }
 
+/** The logits `fakeForward` writes for a position whose attended ids sum to `h`, after token `last`. */
+function fakeLogits(logits: Float32Array, o: number, h: number, last: number, limit: number): void {
+  logits[o + SPECIALS.eos] = 100
+  logits[o + SPECIALS.pad] = 99
+  if (last === SPECIALS.marker) {
+    LABEL_IDS.forEach((id, k) => (logits[o + id] = k === h % 6 ? 10 : k * 0.1))
+  } else {
+    logits[o + 5 + (h % 4)] = 10
+    logits[o + SPECIALS.marker] = h > limit ? 20 : 0
+  }
+}
+
+/** Written into the slots of a prefill's right padding, as the real op leaves garbage there: reading it shows. */
+const GARBAGE = 1000
+
+/**
+ * The same model in the fused `gqa` layout, acting as GroupQueryAttention on a shared buffer
+ * (`[batch, 1, capacity, 1]`, keys = values = token ids): a prefill (total = seq) starts every row
+ * at slot 0, a decode step (seq 1) writes row b's token at slot seqlens_k[b]; each new position
+ * attends to slots 0 .. its own; logits `[batch, vocab]` at each row's last real position. It
+ * refuses what the op refuses (a multi-token chunk after a past) and a buffer smaller than the pass.
+ */
+function fakeGqaForward(limit: number) {
+  const calls: { batch: number; seq: number; prefill: boolean; capacity: number; firstRow: number }[] = []
+  const forward = async (x: GqaInputs): Promise<Float32Array> => {
+    const prefill = x.totalSequenceLength === x.seq
+    // The views are ranges of the cache's buffer: the offset tells the first row the pass writes.
+    const firstRow = x.keys[0]!.byteOffset / Float32Array.BYTES_PER_ELEMENT / x.capacity
+    calls.push({ batch: x.batch, seq: x.seq, prefill, capacity: x.capacity, firstRow })
+    if (!prefill && x.seq !== 1) throw new Error('a prompt chunk after a past')
+    if (x.totalSequenceLength > x.capacity) throw new Error('buffer smaller than the pass')
+    const [keys, values] = [x.keys[0]!, x.values[0]!]
+    if (keys.length !== x.batch * x.capacity || values.length !== keys.length) throw new Error('bad buffer view')
+    const logits = new Float32Array(x.batch * V)
+    for (let b = 0; b < x.batch; b++) {
+      const past = prefill ? 0 : x.seqlensK[b]!
+      const n = x.seqlensK[b]! + 1 - past
+      const row = b * x.capacity
+      for (let s = 0; s < x.seq; s++) {
+        const id = s < n ? Number(x.inputIds[b * x.seq + s]!) : GARBAGE
+        keys[row + past + s] = id
+        values[row + past + s] = id
+      }
+      let h = 0
+      for (let p = 0; p < past + n; p++) h += keys[row + p]!
+      fakeLogits(logits, b * V, h, Number(x.inputIds[b * x.seq + n - 1]!), limit)
+    }
+    return logits
+  }
+  return { forward, calls }
+}
+
+function gqaModel(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra') {
+  const fake = fakeGqaForward(limit)
+  const { model: m } = model(limit, maxReasoningTokens, kind)
+  const { layout: _, forward: __, ...facts } = m
+  const g: GqaModel = { ...facts, layout: 'gqa', forward: fake.forward, maxPositions: 512 }
+  return { model: g, calls: fake.calls }
+}
+
 function model(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra') {
   const fake = fakeForward(limit)
   // Tokens 5-8 spell a, b, c, d with a space; others spell nothing.
   const tokenBytes = Array.from({ length: V }, (_, id) => (id >= 5 && id <= 8 ? enc.encode(` ${'abcd'[id - 5]}`) : new Uint8Array(0)))
-  const m: LoadedModel = {
+  const m: OptimumModel = {
+    layout: 'optimum',
     forward: fake.forward,
     shape: { numLayers: 1, numKvHeads: 1, headDim: 1 },
     vocabSize: V,
@@ -134,6 +187,47 @@ describe('BatchEngine', () => {
         if (c.pastLen === 0 && c.batch > 1) expect(c.batch * c.seq).toBeLessThanOrEqual(limits.maxBatchTokens)
       }
     }
+  })
+
+  it('gives each sequence the same result in the gqa layout, the cache written in place, inside a churning batch', async () => {
+    const { model: ref } = model()
+    const want = await runAll(new BatchEngine(ref, { maxBatch: 64, maxBatchTokens: 4096 }), prompts)
+    for (const limits of [
+      { maxBatch: 1, maxBatchTokens: 64 },
+      { maxBatch: 3, maxBatchTokens: 12 },
+      { maxBatch: 5, maxBatchTokens: 30 },
+      { maxBatch: 64, maxBatchTokens: 4096 },
+    ]) {
+      const { model: m, calls } = gqaModel()
+      const got = await runAll(new BatchEngine(m, limits), prompts)
+      for (const [id, o] of got) expect(o, `seq ${id} with ${JSON.stringify(limits)}`).toEqual(want.get(id))
+      for (const c of calls) {
+        expect(c.batch).toBeLessThanOrEqual(limits.maxBatch)
+        if (!c.prefill) expect([c.seq, c.firstRow]).toEqual([1, 0])
+        expect(c.capacity % 8).toBe(0)
+      }
+      // Prompts of different lengths share prefill passes (right padding with garbage slots).
+      if (limits.maxBatch === 64) expect(calls.some((c) => c.prefill && c.batch > 1)).toBe(true)
+    }
+  })
+
+  it('gqa: scores qa prompts at prefill (no row kept), and drops cancelled sequences as the optimum layout does', async () => {
+    const qa = new Map([...prompts].map(([id, p]) => [id, [...p, SPECIALS.marker]]))
+    const { model: refQa } = model(60, 64, 'qa')
+    const { model: mQa, calls } = gqaModel(60, 64, 'qa')
+    const engineQa = new BatchEngine(mQa, { maxBatch: 6, maxBatchTokens: 64 })
+    expect(await runAll(engineQa, qa)).toEqual(await runAll(new BatchEngine(refQa, { maxBatch: 6, maxBatchTokens: 64 }), qa))
+    // Every prompt finished at its prefill: none stays in the cache, each prefill writes from row 0.
+    expect(calls.every((c) => c.prefill && c.firstRow === 0)).toBe(true)
+    expect(engineQa.numRunning).toBe(0)
+
+    const cancel = new Map([[0, 2], [5, 0], [7, 3], [9, 6]])
+    const { model: ref } = model()
+    const { model: m } = gqaModel()
+    const want = await runAll(new BatchEngine(ref, { maxBatch: 4, maxBatchTokens: 64 }), prompts, cancel)
+    const engine = new BatchEngine(m, { maxBatch: 4, maxBatchTokens: 64 })
+    expect(await runAll(engine, prompts, cancel)).toEqual(want)
+    expect(engine.numRunning + engine.numWaiting).toBe(0)
   })
 
   it('emits start, tokens, done in order; deltas join to the whole reasoning; eos/pad are masked', async () => {

@@ -7,17 +7,19 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { KvCache } from '../../src/engine/kv-cache.js'
 import { loadModel } from '../../src/engine/model-runtime.js'
-import type { LoadedModel } from '../../src/engine/engine.js'
+import type { OptimumModel } from '../../src/engine/engine.js'
 import { loadPackage } from '../../src/model/package.js'
 import type { ForwardInputs, ForwardOutputs } from '../../src/model/session.js'
 import { QRA } from '../support/service.js'
 
-let model: LoadedModel
+let model: OptimumModel
 let prompts: number[][]
 
 beforeAll(async () => {
   const pkg = await loadPackage(QRA)
-  model = (await loadModel(pkg, 'cpu', 1)).model
+  const loaded = (await loadModel(pkg, 'cpu', 1)).model
+  if (loaded.layout !== 'optimum') throw new Error(`${QRA} serves a ${loaded.layout} graph by default; this test feeds the optimum layout`)
+  model = loaded
   prompts = ['i feel happy', 'i am so very angry at all of them today', 'scared'].map((t) => pkg.tokenizer.encoder.encode(t).ids)
 })
 

@@ -125,7 +125,7 @@ describe('503 not ready (fake engine)', () => {
     normalize: 'lower-alnum-v1',
     maxInputTokens: 128,
     maxReasoningTokens: 64,
-    card: { dtype: 'float32', onnxSha256: '0'.repeat(64), calibration: null, provider: 'cpu' },
+    card: { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: '0'.repeat(64), calibration: null, provider: 'cpu' },
     encoder: { encode: (t: string) => ({ ids: [0, 5, 3], numTextTokens: 1, normalized: t }) } as never,
     engine: {
       ready: false,

@@ -55,6 +55,8 @@ describe('GET /info', () => {
           max_input_tokens: manifest.limits.max_input_tokens,
           max_reasoning_tokens: manifest.limits.max_reasoning_tokens,
         },
+        graph: 'fp32',
+        layout: 'optimum',
         dtype: 'float32',
         onnx_sha256: sha,
         calibration: { method: 'temperature', temperature: manifest.calibration!.temperature },
@@ -77,7 +79,7 @@ describe('GET /info for an uncalibrated model (fake engine)', () => {
     maxReasoningTokens: 0,
     encoder: {} as never,
     engine: { ready: true, submit: () => Promise.resolve([]) },
-    card: { dtype: 'float32', onnxSha256: 'ab'.repeat(32), calibration: null, provider: 'cuda' },
+    card: { graph: 'fused-int8', layout: 'gqa', dtype: 'int8', onnxSha256: 'ab'.repeat(32), calibration: null, provider: 'cuda' },
   }
   const app = createApp({
     service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'auto', provider: 'cuda', threads: 1 } },

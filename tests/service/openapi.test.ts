@@ -27,6 +27,18 @@ describe('openapi.yaml', () => {
     expect(Object.keys(classify.responses).sort()).toEqual(['200', '400', '401', '413', '415', '422', '429', '500', '503', '504'])
   })
 
+  it("describes labels as the serving model's strings, not a fixed list", () => {
+    const doc = parse(generated) as { components: { schemas: Record<string, any> } }
+    const { Label, Scores } = doc.components.schemas
+    expect(Label.type).toBe('string')
+    expect(Label.enum).toBeUndefined()
+    expect(Label.description).toMatch(/GET \/info/)
+    expect(Scores.type).toBe('object')
+    expect(Scores.properties).toBeUndefined()
+    expect(Scores.required).toBeUndefined()
+    expect(Scores.additionalProperties).toEqual({ type: 'number', minimum: 0, maximum: 1 })
+  })
+
   it('gives the OpenAI-compatible routes OpenAI error bodies, statuses and both response forms', () => {
     const doc = parse(generated) as { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, any> } }
     const chat = doc.paths['/v1/chat/completions']!.post

@@ -3,7 +3,7 @@
  * exits 1 for a bad flag, a missing model file and a tampered one.
  */
 import { execFile } from 'node:child_process'
-import { cpSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, unlinkSync, writeFileSync, writeSync, closeSync } from 'node:fs'
+import { cpSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, truncateSync, unlinkSync, writeFileSync, writeSync, closeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -86,6 +86,16 @@ describe('start-up failures', () => {
     expect(code).toBe(1)
     expect(stderr.trim().split('\n')).toHaveLength(1)
     expect(stderr).toMatch(/^because: model .*tampered: .*model\.onnx: sha256 .* does not match manifest\.json/)
+  })
+
+  it('a manifest whose labels cannot be served: one line naming the field, exit 1', async () => {
+    const model = copyModel('duplicate-labels')
+    const path = join(model, 'manifest.json')
+    const manifest = JSON.parse(readFileSync(path, 'utf8')) as { labels: string[] }
+    writeFileSync(path, JSON.stringify({ ...manifest, labels: ['joy', ...manifest.labels.slice(1, -1), 'joy'] }))
+    const { code, stderr } = await start(['--models', model])
+    expect(code).toBe(1)
+    expect(stderr).toBe(`because: model ${model}: ${path}: labels: "joy" is listed twice; labels must be unique\n`)
   })
 
   it('an API keys file that cannot be read, or holds no key: one line without any key, exit 1', async () => {

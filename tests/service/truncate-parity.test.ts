@@ -17,7 +17,7 @@ import { buildLongTexts, readRows, seeded } from '../../bench/long-text-data.js'
 import { planWindows, toCodePoints } from '../../src/http/long-text/plan.js'
 import type { RunningService } from '../../src/server.js'
 import { required } from '../support/required.js'
-import { QRA, post, startTestService } from '../support/service.js'
+import { LABELS, QRA, post, startTestService } from '../support/service.js'
 
 const run = promisify(execFile)
 const PYTHON = required('Python environment', 'training/.venv/bin/python')
@@ -160,7 +160,7 @@ describe('truncate and training/ evaluate --truncate', () => {
   }, 120_000)
 
   it('read a long text in the same windows and aggregate them the same', async () => {
-    const bench = (path: string) => buildLongTexts(readRows(required('shared data', path)), { count: 3, minChars: 1200, maxRows: 30, seed: 1 })
+    const bench = (path: string) => buildLongTexts(readRows(required('shared data', path), LABELS), { count: 3, minChars: 1200, maxRows: 30, seed: 1 })
     const rows = [
       ...longRows(),
       ...[...bench('../shared/data/goemotions/validation.jsonl'), ...bench('../shared/data/emotion/validation.jsonl')].map((t) => ({ text: t.text, label: t.label })),

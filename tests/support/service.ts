@@ -95,12 +95,13 @@ export interface Result {
   usage: { input_tokens: number; reasoning_tokens: number }
 }
 
-export function expectValidResult(r: Result): void {
-  if (!LABELS.includes(r.label as (typeof LABELS)[number])) throw new Error(`bad label ${r.label}`)
+/** One of `labels` (the embedded models' by default), scores for exactly those in that order, summing to 1, label their argmax. */
+export function expectValidResult(r: Result, labels: readonly string[] = LABELS): void {
+  if (!labels.includes(r.label)) throw new Error(`bad label ${r.label}`)
   const keys = Object.keys(r.scores)
-  if (keys.join() !== LABELS.join()) throw new Error(`bad score keys ${keys.join()}`)
+  if (keys.join() !== labels.join()) throw new Error(`bad score keys ${keys.join()}`)
   const sum = Object.values(r.scores).reduce((a, b) => a + b, 0)
   if (Math.abs(sum - 1) > 1e-9) throw new Error(`scores sum to ${sum}`)
-  const best = LABELS.reduce((a, b) => (r.scores[b]! > r.scores[a]! ? b : a))
+  const best = labels.reduce((a, b) => (r.scores[b]! > r.scores[a]! ? b : a))
   if (r.scores[best] !== r.scores[r.label]) throw new Error(`label ${r.label} is not the argmax ${best}`)
 }

@@ -97,4 +97,39 @@ describe('KvCache', () => {
     kv.addRow(present(1, 4, () => 1), 0, 4)
     expect(() => kv.appendStep(present(1, 5, () => 1))).toThrow(/full/)
   })
+
+  it('rows are contiguous views of the buffer; appendRows and advance only count; compact closes holes in order', () => {
+    const kv = new KvCache(shape, { granularity: 4, maxCapacity: 8 })
+    kv.reserve(5, 3)
+    expect(kv.capacity).toBe(4)
+    // A pass writing rows 0..4 in place: row r's slots hold 100 * (r + 1) + slot.
+    for (let l = 0; l < L; l++) {
+      for (const which of ['key', 'value'] as const) {
+        const view = kv.rows(l, which, 1, 4)
+        expect(view.length).toBe(4 * H * kv.capacity * D)
+        expect(view.byteOffset).toBe(kv.rowSize * 4)
+        for (let r = 0; r < 5; r++)
+          for (let h = 0; h < H; h++)
+            for (let p = 0; p < kv.capacity; p++)
+              for (let d = 0; d < D; d++) kv.rows(l, which, 0, 5)[((r * H + h) * kv.capacity + p) * D + d] = 100 * (r + 1) + p
+      }
+    }
+    kv.appendRows([2, 3, 1, 2, 3])
+    expect(kv.lengths).toEqual([2, 3, 1, 2, 3])
+    const before = [0, 1, 2, 3, 4].map((r) => rowContents(kv, r))
+    kv.advance(2)
+    expect(kv.lengths).toEqual([3, 4, 1, 2, 3])
+    expect(() => kv.advance(2)).toThrow(/full/)
+    // Rows 2..4 staged: keep 3 and 4, drop 2: row 3 moves to 2, row 4 to 3.
+    expect(kv.compact(2, [false, true, true])).toEqual([-1, 2, 3])
+    expect(kv.lengths).toEqual([4, 4, 2, 3])
+    expect(rowContents(kv, 2)).toEqual(before[3])
+    expect(rowContents(kv, 3)).toEqual(before[4])
+    expect(kv.compact(3, [false])).toEqual([-1])
+    expect(kv.numRows).toBe(3)
+    expect(() => kv.reserve(3, 9)).toThrow(/at most 8/)
+    kv.reserve(3, 7)
+    expect(kv.capacity).toBe(8)
+    expect(rowContents(kv, 2)).toEqual(before[3])
+  })
 })

@@ -63,3 +63,31 @@ describe('natural-v1', () => {
     expect(firstIssue({ prompt: { ...(base.prompt as object), normalize: 'natural-v2' } })).toMatch(/^prompt\.normalize: /)
   })
 })
+
+describe('labels', () => {
+  const labelled = (n: number) => ({
+    labels: Array.from({ length: n }, (_, k) => `label ${k}`),
+    label_texts: Array.from({ length: n }, (_, k) => ` l${k}`),
+    label_token_ids: Array.from({ length: n }, (_, k) => [100 + k, 7]),
+  })
+
+  it('are the package\'s own: any 2 or more unique names, each with a text and tokens', () => {
+    for (const n of [2, 3, 7, 20]) {
+      const m = parse(labelled(n))
+      expect(m.success, String(n)).toBe(true)
+      expect(checkManifest(m.data!), String(n)).toBeNull()
+    }
+  })
+
+  it('are refused as fewer than 2, empty, duplicated, or with texts and tokens not one per label', () => {
+    expect(firstIssue(labelled(1))).toBe('labels: needs at least 2 labels')
+    expect(firstIssue({ ...labelled(3), labels: ['a', '', 'c'] })).toBe('labels.1: a label may not be empty')
+    const check = (changes: Record<string, unknown>) => checkManifest(parse({ ...labelled(3), ...changes }).data!)
+    expect(check({ labels: ['a', 'b', 'a'] })).toBe('labels: "a" is listed twice; labels must be unique')
+    expect(check({ label_texts: [' a'] })).toMatch(/^label_texts: 1 entry for 3 labels/)
+    expect(check({ label_token_ids: [[1], [2]] })).toMatch(/^label_token_ids: 2 entries for 3 labels/)
+    expect(check({ label_token_ids: [[1], [2, 9], [2]] })).toBe(
+      'label_token_ids: labels "label 1" and "label 2" start with the same token id 2; every label needs a different first token',
+    )
+  })
+})

@@ -20,14 +20,18 @@ DEFAULT_CONFIG = "training/configs/emotion-natural.toml"
 # What each stage does, and the configuration keys it reads (a table's name, e.g. `train`, stands for
 # every key in it). `<stage> --help` lists the keys from here; the tests check each exists in Config.
 PIPELINE: dict[str, tuple[str, tuple[str, ...]]] = {  # the stages `pipeline` runs, in order
-    "data": ("load and check the labelled data", ("run_dir", "seed", "data")),
-    "rgen": ("stage 1: write a reasoning for every row", ("run_dir", "seed", "model.normalize", "rgen")),
+    "data": ("load and check the labelled data", ("run_dir", "seed", "labels.names", "data")),
+    "rgen": (
+        "stage 1: write a reasoning for every row",
+        ("run_dir", "seed", "labels", "model.normalize", "rgen"),
+    ),
     "augment": ("stage 2: join rows and reasonings", ("run_dir", "rgen.backend")),
     "train": (
         "train the Q->RA classifier and the Q->A baseline",
         (
             "run_dir",
             "seed",
+            "labels",
             "model.base",
             "model.normalize",
             "model.vocab_size",
@@ -38,13 +42,14 @@ PIPELINE: dict[str, tuple[str, tuple[str, ...]]] = {  # the stages `pipeline` ru
         ),
     ),
     "export": (
-        "export ONNX model packages into models/",
+        "export ONNX model packages into models_dir",
         (
             "name",
             "run_dir",
             "models_dir",
             "card_notes",
             "seed",
+            "labels",
             "data",
             "model.base",
             "model.normalize",
@@ -56,14 +61,18 @@ PIPELINE: dict[str, tuple[str, tuple[str, ...]]] = {  # the stages `pipeline` ru
     ),
     "report": (
         "Q->A and Q->RA side by side",
-        ("name", "run_dir", "models_dir", "report_dir", "seed", "model.normalize"),
+        ("name", "run_dir", "models_dir", "report_dir", "seed", "labels.names", "model.normalize"),
     ),
 }
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     **PIPELINE,
     "card": (
         "rewrite the packages' model cards from their manifests and card_notes",
-        ("name", "models_dir", "card_notes"),
+        ("name", "run_dir", "models_dir", "card_notes"),
+    ),
+    "graphs": (
+        "add the fused fp32 and int8 graphs to packages in place and choose their default_graph",
+        ("name", "run_dir", "models_dir", "card_notes", "data"),
     ),
     "pipeline": (
         "every stage in order (each resumes where it stopped)",
@@ -128,13 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config key, e.g. --set train.epochs=3; VALUE is read as JSON where it parses, "
             "else as a string; repeatable (default: no overrides)",
         )
-        if stage in ("train", "export", "card"):
+        if stage in ("train", "export", "card", "graphs"):
             p.add_argument(
                 "--kind",
                 choices=KINDS,
                 default="both",
                 help="qra: the text -> reasoning, label classifier; qa: the label-only baseline",
             )
+    g = sub.choices["graphs"]
+    g.description = (
+        "Write model.fused.onnx and model.fused-int8.onnx into packages (in place), check the fused fp32 graph "
+        "against model.onnx, evaluate fp32, fused-fp32 and fused-int8 on validation files, and set "
+        "default_graph (fused-int8 when its accuracy is within 0.5 points of fp32 on every file, else "
+        "fused-fp32). Without --package: the config's packages, checked on the run's "
+        "data/validation-<source>.jsonl, the card rewritten with card_notes. With --package: that folder "
+        "only, checked on --data (none: no default decided), only the card's Graphs section rewritten."
+    )
+    g.add_argument(
+        "--package",
+        action="append",
+        metavar="DIR",
+        help="a package folder to add the graphs to, e.g. models/emotion-qra-natural; repeatable "
+        "(default: the config's packages of --kind)",
+    )
+    g.add_argument(
+        "--data",
+        action="append",
+        metavar="[NAME=]FILE",
+        help="a validation file of {text, label} to decide default_graph on, NAME its source (default: the "
+        "file's name less validation-); repeatable (default: the run's data/validation-<source>.jsonl "
+        "without --package, none with it)",
+    )
+    g.add_argument("--limit", type=int, default=0, help="first N rows of each --data file only; 0 reads all")
+    g.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads; 0 lets it choose")
     ev = sub.add_parser(
         "evaluate",
         help="evaluate a model package on a split file",
@@ -147,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="a model package folder, e.g. models/emotion-qra-natural (required)"
     )
     ev.add_argument("--data", required=True, help="a JSONL/CSV/parquet file of {text, label} (required)")
+    ev.add_argument(
+        "--graph",
+        help="the package graph to decode with, a name in its manifest's `graphs` (default: the package's "
+        "`default_graph`, else fp32)",
+    )
     ev.add_argument("--limit", type=int, default=0, help="first N rows only; 0 reads all")
     ev.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
     ev.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads; 0 lets it choose")
@@ -190,6 +230,44 @@ def _config(args: argparse.Namespace) -> Config:
         raise SystemExit(f"config: {e}") from None
 
 
+def _graphs(args: argparse.Namespace) -> int:
+    """The graphs stage: --package folders with --data, or the config's packages with the run's data."""
+    from pathlib import Path
+
+    from because_train.graphs import add_graphs, parse_data
+    from because_train.package import PackageError
+
+    try:
+        data = parse_data(args.data or [])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    jobs: list[tuple[Path, dict[str, str], str | None]] = []
+    if args.package:
+        jobs = [(Path(p), data, None) for p in args.package]
+    else:
+        config = _config(args)
+        notes = config.path(config.card_notes).read_text() if config.card_notes else ""
+        if not data:
+            data = {
+                src.name: str(config.run / "data" / f"validation-{src.name}.jsonl")
+                for src in config.data.all_sources()
+            }
+            missing = [f for f in data.values() if not Path(f).is_file()]
+            if missing:
+                log.warning(f"graphs: {', '.join(missing)} missing (run the data stage): no default decided")
+                data = {}
+        kinds = ["qra", "qa"] if args.kind == "both" else [args.kind]
+        jobs = [(config.models / config.name.replace("{kind}", k), data, notes) for k in kinds]
+    for package, files, notes_text in jobs:
+        try:
+            m = add_graphs(package, files, notes_text, args.limit, args.threads)
+        except (PackageError, OSError) as e:
+            log.error(f"graphs: {e}")
+            return 1
+        log.info(f"graphs: {package}: default_graph {m.get('default_graph', 'unset (fp32)')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
@@ -220,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for kind in kinds:
             export(config, kind)
+    if args.stage == "graphs":
+        return _graphs(args)
     if args.stage == "card":
         from because_train.export import rewrite_card
 

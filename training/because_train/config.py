@@ -8,6 +8,32 @@ from typing import Any
 
 from because_train.provenance import REPO_ROOT
 
+# The label set of the embedded models, and the default of `labels.names`.
+EMOTIONS: tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")
+
+
+@dataclass
+class LabelsConfig:
+    """The classes a model chooses among; validated at load (`check_labels`)."""
+
+    names: list[str] = field(default_factory=lambda: list(EMOTIONS))  # order = the order of scores
+    # How each label is written in the reasoning and after the marker (the package's label_texts,
+    # with a leading space); empty: the names.
+    texts: list[str] = field(default_factory=list)
+    none: str = ""  # the label that means "none of the others" (e.g. "neutral"); "": there is none
+
+    @property
+    def written(self) -> list[str]:
+        """How each label is written in the reasoning, in the order of `names`."""
+        return list(self.texts or self.names)
+
+    def index(self, name: str) -> int:
+        """The position of a label `name` (case-insensitive, as data files spell it); ValueError if none."""
+        lowered = [n.lower() for n in self.names]
+        if name.lower() not in lowered:
+            raise ValueError(f"{name!r} is not one of labels.names ({', '.join(self.names)})")
+        return lowered.index(name.lower())
+
 
 @dataclass
 class SourceConfig:
@@ -46,6 +72,9 @@ class EvidenceConfig:
     # gold: quote the evidence for the gold label, then name it; lead: name it, then quote; survey:
     # quote the strongest cues for any label, each tagged, then conclude (rgen/evidence.py)
     style: str = "gold"
+    # For a row of `labels.none`: why it carries none of the other labels, in place of quoted cues; each
+    # style frames it with the label ("neutral, because <this>." in lead style).
+    none_reasoning: str = "no phrase in it points to one of the others"
 
 
 @dataclass
@@ -105,6 +134,8 @@ class TrainConfig:
     label_loss_weight: float = 1.0
     reasoning_loss_weight: float = 1.0  # each reasoning token, the marker and eos
     patience: int = 2  # epochs without validation gain before stopping
+    # 0: off; else evaluate, select and ship an exponential moving average of the weights
+    ema_decay: float = 0.0
     eval_limit: int = 0  # validation rows used for early stopping (0: all)
     device: str = "auto"
     threads: int = 0  # torch threads (0: torch's default)
@@ -119,10 +150,13 @@ class ExportConfig:
 class Config:
     name: str = "emotion-tiny"
     run_dir: str = "training/runs/emotion-tiny"
-    models_dir: str = "models"
-    report_dir: str = "docs"
+    # Where packages and the report go; "{run_dir}" stands for run_dir, so that a run never overwrites
+    # the project's own models/ and docs/ unless its config names them.
+    models_dir: str = "{run_dir}/models"
+    report_dir: str = "{run_dir}/report"
     card_notes: str = ""  # a markdown file appended to each model card as "What was tried"
     seed: int = 1234
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rgen: RgenConfig = field(default_factory=RgenConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -139,6 +173,16 @@ class Config:
     @property
     def run(self) -> Path:
         return self.path(self.run_dir)
+
+    @property
+    def models(self) -> Path:
+        """The folder the packages are written into (`models_dir`)."""
+        return self.path(self.models_dir.replace("{run_dir}", self.run_dir))
+
+    @property
+    def reports(self) -> Path:
+        """The folder report.md and report.png are written into (`report_dir`)."""
+        return self.path(self.report_dir.replace("{run_dir}", self.run_dir))
 
 
 LIST_ITEMS: dict[str, type] = {"sources": SourceConfig}
@@ -188,7 +232,74 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Co
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
-    return _build(Config, values, "config")
+    config: Config = _build(Config, values, "config")
+    check_labels(config.labels)
+    if config.labels.none:
+        check_none_reasoning(config.rgen.evidence.none_reasoning)
+    return config
+
+
+def check_labels(labels: LabelsConfig) -> None:
+    """ValueError naming the key, what is wrong and what is allowed, for a label set no stage can use."""
+    names, texts = labels.names, labels.texts
+    if len(names) < 2:
+        raise ValueError(f"config.labels.names: {len(names)} label(s) given; a classifier needs at least 2")
+    _check_strings("config.labels.names", names)
+    for n in names:
+        if n.lstrip("-").isdigit():
+            # Data files may give a label as its index: a number could never be read as a name.
+            raise ValueError(f"config.labels.names: {n!r} is a number; a name must contain a letter")
+    _check_unique("config.labels.names", [n.lower() for n in names], names, "case-insensitively")
+    if texts:
+        if len(texts) != len(names):
+            raise ValueError(
+                f"config.labels.texts: {len(texts)} given for {len(names)} names; give one text per name "
+                "(in the order of names), or none ([]) to write the names"
+            )
+        _check_strings("config.labels.texts", texts)
+        _check_unique("config.labels.texts", texts, texts, "")
+    for key, values in (("names", names), ("texts", texts)):
+        for v in values:
+            if '"' in v:
+                # In the reasoning a double quote opens a quotation of the input (grounded quoting).
+                raise ValueError(f'config.labels.{key}: {v!r} contains ", which in a reasoning opens a quote')
+    if labels.none and labels.none not in names:
+        raise ValueError(
+            f"config.labels.none: {labels.none!r} is not one of labels.names ({', '.join(names)}); "
+            'name one of them, or "" for no such label'
+        )
+
+
+def _check_strings(key: str, values: list[str]) -> None:
+    for v in values:
+        if not isinstance(v, str):
+            raise ValueError(f"{key}: expected strings, got {type(v).__name__} ({v!r})")
+        if not v.strip():
+            raise ValueError(f"{key}: an empty label ({v!r}); every label needs a non-empty name")
+        if v != v.strip():
+            raise ValueError(f"{key}: {v!r} begins or ends with white space; write it without")
+
+
+def _check_unique(key: str, folded: list[str], given: list[str], how: str) -> None:
+    seen: dict[str, str] = {}
+    for f, g in zip(folded, given, strict=True):
+        if f in seen:
+            raise ValueError(
+                f"{key}: {seen[f]!r} and {g!r} are the same label{' ' + how if how else ''}; each must differ"
+            )
+        seen[f] = g
+
+
+def check_none_reasoning(sentence: str) -> None:
+    if not sentence.strip():
+        raise ValueError(
+            "config.rgen.evidence.none_reasoning: empty; labels.none needs a sentence saying why"
+        )
+    if '"' in sentence:
+        raise ValueError(
+            f'config.rgen.evidence.none_reasoning: {sentence!r} contains ", which in a reasoning opens a quote '
+            "of the input; write it without"
+        )
 
 
 def as_dict(config: Config) -> dict[str, Any]:

@@ -6,26 +6,24 @@ skipped row would change the data a model was trained on without anyone knowing.
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from because_train import LABELS
 
 
 @dataclass(frozen=True)
 class Row:
     text: str
-    label: int  # index into LABELS
-    mapped: bool = False  # the label came from the row's fine emotions through a mapping
+    label: int  # index into the label set (`labels.names`)
+    mapped: bool = False  # the label came from the row's fine emotions through a mapping onto another name
 
 
 @dataclass
 class LoadCounts:
     """What a load kept and what it left out, and why: a skipped row is counted, never silent."""
 
-    labelled: int = 0
+    labelled: int = 0  # a label given, or emotions that are all the label's own name
     mapped: int = 0
     no_label: int = 0  # `label` null and no mapping given (or no `emotions`)
     unmapped: int = 0  # an emotion the mapping does not cover
@@ -44,7 +42,7 @@ class DataError(ValueError):
     """A row or file that cannot be used; the message names where and what."""
 
 
-def _parse_label(value: Any, where: str, labels: tuple[str, ...]) -> int:
+def _parse_label(value: Any, where: str, labels: Sequence[str]) -> int:
     if isinstance(value, bool):
         raise DataError(f"{where}: label must be an integer 0-{len(labels) - 1} or a name, got {value!r}")
     if isinstance(value, int):
@@ -55,8 +53,9 @@ def _parse_label(value: Any, where: str, labels: tuple[str, ...]) -> int:
         v = value.strip()
         if v.lstrip("-").isdigit():
             return _parse_label(int(v), where, labels)
-        if v.lower() in labels:
-            return labels.index(v.lower())
+        lowered = [name.lower() for name in labels]  # names are unique case-insensitively (config.py)
+        if v.lower() in lowered:
+            return lowered.index(v.lower())
         raise DataError(
             f"{where}: unknown label {value!r}; allowed: {', '.join(labels)} or 0-{len(labels) - 1}"
         )
@@ -66,7 +65,7 @@ def _parse_label(value: Any, where: str, labels: tuple[str, ...]) -> int:
 def _to_row(
     record: Any,
     where: str,
-    labels: tuple[str, ...],
+    labels: Sequence[str],
     mapping: dict[str, str] | None = None,
     counts: LoadCounts | None = None,
 ) -> Row | None:
@@ -94,12 +93,24 @@ def _to_row(
     if any(not isinstance(e, str) or e not in mapping for e in emotions):
         counts.unmapped += 1
         return None
-    targets = {mapping[e] for e in emotions}
+    targets = {mapping[e].lower() for e in emotions}
     if len(targets) != 1:
         counts.conflicting += 1
         return None
-    counts.mapped += 1
-    return Row(text=text, label=_parse_label(targets.pop(), where, labels), mapped=True)
+    # Emotions that are the label's own name ("neutral" -> "neutral") are a rating with that label, not
+    # a grouping's guess: such a row counts as labelled, and may be a validation row.
+    rated = all(e.lower() == mapping[e].lower() for e in emotions)
+    if rated:
+        counts.labelled += 1
+    else:
+        counts.mapped += 1
+    return Row(text=text, label=_parse_label(targets.pop(), where, labels), mapped=not rated)
+
+
+def rated_only(mapping: dict[str, str]) -> dict[str, str]:
+    """The entries of a mapping that map an emotion onto the label of the same name: what a validation
+    file may use (its metrics are on rows a rater labelled with one of the labels)."""
+    return {fine: target for fine, target in mapping.items() if fine.lower() == target.lower()}
 
 
 def _read_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
@@ -152,7 +163,7 @@ def _read_hub(name: str, split: str) -> Iterable[tuple[str, Any]]:
 READERS = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
-def load_rows(source: str, split: str = "train", labels: tuple[str, ...] = LABELS) -> list[Row]:
+def load_rows(source: str, split: str = "train", *, labels: Sequence[str]) -> list[Row]:
     """Rows from a local file, or from the hub when `source` is `hub:<name>`; every row must have a label."""
     rows = [row for where, record in _records(source, split) if (row := _to_row(record, where, labels))]
     if not rows:
@@ -163,13 +174,15 @@ def load_rows(source: str, split: str = "train", labels: tuple[str, ...] = LABEL
 def load_labelled(
     source: str,
     split: str = "train",
-    labels: tuple[str, ...] = LABELS,
+    *,
+    labels: Sequence[str],
     mapping: dict[str, str] | None = None,
 ) -> tuple[list[Row], LoadCounts]:
     """Rows with a label (given, or through `mapping` from the row's `emotions`), and the counts of
     what was kept and skipped. Rows whose `label` is null are skipped, not errors."""
+    lowered = [name.lower() for name in labels]
     for fine, target in (mapping or {}).items():
-        if target not in labels:
+        if not isinstance(target, str) or target.lower() not in lowered:
             raise DataError(
                 f"mapping: {fine!r} -> {target!r}, which is not a label; allowed: {', '.join(labels)}"
             )

@@ -119,8 +119,10 @@ def decode_windows(
     """Each window's text ids between the template's, decoded (shortest prompts batched together);
     in input order."""
     spec, m = pkg.spec, pkg.manifest
-    forward = pkg.forward()
     prompts = [spec.prompt_ids(ids) for ids in windows]
+    # KV slots per row for a gqa graph: the prompt (the marker too, qa), the reasoning, the marker.
+    longest = max((len(p) for p in prompts), default=1)
+    forward = pkg.forward(capacity=longest + m["limits"]["max_reasoning_tokens"] + 3)
     sources = [spec.source_bytes(ids) for ids in windows]
     order = sorted(range(len(windows)), key=lambda i: len(prompts[i]))
     out: dict[int, Decoded] = {}
@@ -191,6 +193,7 @@ def evaluate(
     metrics.update(
         model=pkg.id,
         kind=pkg.kind,
+        graph=pkg.graph,
         data=data,
         skipped=counts.skipped,
         seconds=round(seconds, 2),
@@ -264,7 +267,7 @@ def confusion_png(metrics: dict[str, Any], labels: list[str], path: str | Path, 
 
 def evaluate_cli(args: argparse.Namespace) -> int:
     try:
-        pkg = load_package(args.model, args.threads)
+        pkg = load_package(args.model, args.threads, args.graph)
         metrics, predictions = evaluate(
             pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded, truncate=args.truncate
         )
@@ -273,7 +276,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         return 1
     labels = pkg.manifest["labels"]
     print(
-        f"model {pkg.id} ({pkg.kind}) on {args.data}: {metrics['n']} rows in {metrics['seconds']}s "
+        f"model {pkg.id} ({pkg.kind}, graph {pkg.graph}) on {args.data}: {metrics['n']} rows in {metrics['seconds']}s "
         f"({metrics['skipped']} rows without a label skipped)"
     )
     if args.truncate != "start":
@@ -303,6 +306,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         for k in (
             "model",
             "kind",
+            "graph",
             "n",
             "skipped",
             "accuracy",

@@ -2,7 +2,10 @@
 
 The ONNX graph is traced once around `KVWrapper`; two parity checks then fail the export loudly:
 ONNX against PyTorch logits (left-padded prefill and a decode step), and incremental decoding with
-the KV cache against one full forward pass.
+the KV cache against one full forward pass. The fused graphs (graphs.py) are written beside it and
+the fused fp32 one checked against it (greedy tokens identical, logits within 1e-4); after the
+validation evaluation the int8 one is measured against fp32 on every source, which sets
+`default_graph`.
 """
 
 import json
@@ -15,9 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from because_train import LABELS
 from because_train.calibrate import calibrate
 from because_train.config import Config, as_dict
+from because_train.graphs import (
+    PARITY_TEXTS,
+    compare_graphs,
+    fused_parity,
+    record_decision,
+    row_metrics,
+    write_graphs,
+)
 from because_train.metrics import classification_metrics
 from because_train.normalize import EMOJI_TABLE
 from because_train.provenance import code_commit, sha256_file
@@ -151,20 +161,32 @@ def export(config: Config, kind: str) -> Path:
         )
     model, spec, ckpt = load_trained(config, kind)
     package_id = config.name.replace("{kind}", kind)
-    out = config.path(config.models_dir) / package_id
+    out = config.models / package_id
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     parity = write_onnx(config, kind, model, spec, out)
-    log.info(f"export {package_id}: parity {parity}")
     write_model_files(config, model, spec, out)
+    try:
+        graphs = write_graphs(out)
+    except ValueError as e:  # a model the fused graph cannot express (e.g. scaled rotary): fp32 only
+        log.warning(f"export {package_id}: no fused graphs: {e}")
+        graphs = None
+    if graphs:
+        prompts = [spec.prompt_ids(spec.text_ids(t)) for t in PARITY_TEXTS]
+        parity.update(fused_parity(out, prompts, spec.specials["pad"]))
+    log.info(f"export {package_id}: parity {parity}")
     manifest = build_manifest(config, kind, package_id, model, spec, ckpt, parity)
+    if graphs:
+        manifest["graphs"] = graphs
     _write_manifest(out, manifest)
-    per_source, pooled_rows = evaluate_sources(config, load_package(out))
+    per_source, pooled_rows = evaluate_sources(config, load_package(out, graph="fp32"))
     pooled = add_metrics(config, manifest, per_source, pooled_rows)
     cal = add_calibration(config, manifest, per_source, pooled_rows)
+    if graphs:
+        log.info(f"export {package_id}: {choose_graph(config, out, manifest, pooled_rows)}")
     confusion_png(
-        pooled, list(LABELS), config.run / kind / "confusion-validation.png", f"{package_id} on validation"
+        pooled, spec.labels, config.run / kind / "confusion-validation.png", f"{package_id} on validation"
     )
     _write_card(config, out, manifest)
     summary = ", ".join(
@@ -226,7 +248,7 @@ def build_manifest(
         "schema_version": 1,
         "id": package_id,
         "kind": kind,
-        "labels": list(LABELS),
+        "labels": list(spec.labels),
         "label_texts": spec.label_texts,
         "label_token_ids": spec.label_ids,
         "prompt": {
@@ -308,7 +330,7 @@ def add_metrics(
 ) -> dict[str, Any]:
     """The manifest's validation metrics: pooled, per source, and on the first source's first rows.
     Returns the pooled ones."""
-    labels = list(LABELS)
+    labels = manifest["labels"]
     pooled = classification_metrics(
         [labels.index(r["label"]) for r in rows],
         [labels.index(r["pred"]) for r in rows],
@@ -340,7 +362,7 @@ def add_calibration(
 ) -> dict[str, Any]:
     """A temperature fitted on the validation rows (every source weighing alike) into the manifest,
     and each source's calibration error before and after it into its metrics. Returns the calibration."""
-    labels = list(LABELS)
+    labels = manifest["labels"]
     cal = calibrate(
         {
             name: ([r["label_logits"] for r in src_rows], [labels.index(r["label"]) for r in src_rows])
@@ -358,6 +380,23 @@ def add_calibration(
             mean_top_score_uncalibrated=c["mean_top_score_uncalibrated"],
         )
     return cal
+
+
+def choose_graph(config: Config, out: Path, manifest: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The int8 graph (and the fused fp32 one) evaluated on each source's validation rows against the
+    fp32 numbers already measured (`rows`, at the calibrated temperature): `default_graph` and
+    `metrics.graphs` into the manifest. Returns the reason for the default."""
+    _write_manifest(out, manifest)  # the calibration, which the graphs are evaluated at
+    temperature = float(manifest.get("calibration", {}).get("temperature", 1.0))
+    known = {
+        name: {"fp32": row_metrics(src_rows, manifest["labels"], temperature)}
+        for name, src_rows in _by_source(rows).items()
+    }
+    data = {
+        src.name: str(config.run / "data" / f"validation-{src.name}.jsonl")
+        for src in config.data.all_sources()
+    }
+    return record_decision(manifest, compare_graphs(out, data, known))
 
 
 def _by_source(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -405,7 +444,7 @@ def evaluate_sources(config: Config, pkg: Any) -> tuple[dict[str, dict[str, Any]
 def rewrite_card(config: Config, kind: str) -> Path:
     """MODEL_CARD.md again from the package's manifest and `card_notes` (the notes change after a
     run more often than the model does); the manifest's file hashes follow."""
-    out = config.path(config.models_dir) / config.name.replace("{kind}", kind)
+    out = config.models / config.name.replace("{kind}", kind)
     _write_card(config, out, json.loads((out / "manifest.json").read_text()))
     log.info(f"card: {out / 'MODEL_CARD.md'}")
     return out

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 WHAT = {
-    "qra": "writes a short reasoning that quotes the phrases of the text carrying the emotion, then the label (Q->RA)",
+    "qra": "writes a short reasoning that quotes the phrases of the text carrying the label, then the label (Q->RA)",
     "qa": "writes the label alone (Q->A), the baseline of the same size, data and budget",
 }
 
@@ -94,6 +94,101 @@ def _sources(p: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+NUMBERS = (
+    "no",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
+
+
+def _labels_limit(m: dict[str, Any]) -> str:
+    """The Limits line on the label set: whether a text that fits none of the labels has an answer."""
+    labels = m["labels"]
+    n = len(labels)
+    count = NUMBERS[n] if n < len(NUMBERS) else str(n)
+    none = m["provenance"].get("config", {}).get("labels", {}).get("none", "")
+    if none:
+        return (
+            f"- {count.capitalize()} labels; `{none}` is the answer for a text that carries none of the others, as "
+            "far as the training rows labelled so taught it."
+        )
+    return (
+        f'- {count.capitalize()} labels only, none of them meaning "none of these": every input gets one of the '
+        f'{count}, and a text that fits none of them gets a low top score rather than a "none" answer.'
+    )
+
+
+def graphs_section(m: dict[str, Any]) -> str:
+    """The card's Graphs section: the graphs, which one the service runs by default and why, and
+    each graph's numbers per validation source (empty for a package without `graphs`)."""
+    graphs = m.get("graphs")
+    if not graphs:
+        return ""
+    listed = ", ".join(
+        f"`{n}` (`{g['file']}`, {g['layout']} layout, {g['dtype']})" for n, g in graphs.items()
+    )
+    decided = m.get("metrics", {}).get("graphs")
+    default = m.get("default_graph")
+    if decided and decided.get("default") == default:
+        why = decided["reason"] + "."
+    elif default:
+        why = f"{default} is the default (not measured against fp32 here)."
+    else:
+        why = "No default graph was decided (no validation data to compare int8 with fp32 on): the service runs fp32."
+    parity = m.get("provenance", {}).get("parity", {}).get("fused_fp32_vs_reference")
+    check = (
+        f" The fused fp32 graph was checked against `{m['onnx']['file']}` when written: greedy tokens identical, "
+        f"max |logit difference| {parity:.2e}."
+        if parity is not None
+        else ""
+    )
+    table = ""
+    if decided:
+        lines = [
+            f"| {source} | {graph} | {x['n']} | {x['accuracy']:.4f} | {x['macro_f1']:.4f} | {x['ece']:.3f} |"
+            for source, by_graph in decided["per_source"].items()
+            for graph, x in by_graph.items()
+        ]
+        table = (
+            "\n\nPer validation source, decoded (grounded) through each graph, the calibrated scores:\n\n"
+            "| source | graph | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|---|\n"
+            + "\n".join(lines)
+        )
+    return f"""## Graphs
+
+{why}
+
+The package offers {len(graphs)} graphs of the same model: {listed}; the service runs one per package
+(`--graph`, else `default_graph`).{check}{table}
+
+"""
+
+
+def update_graphs_section(card: str, m: dict[str, Any]) -> str:
+    """`card` (a MODEL_CARD.md) with its Graphs section replaced by the manifest's, or inserted
+    before "## How it was trained" (at the end when there is none)."""
+    section = graphs_section(m)
+    head = "## Graphs\n"
+    if head in card:
+        start = card.index(head)
+        end = card.find("\n## ", start + len(head))
+        return card[:start] + section + (card[end + 1 :] if end >= 0 else "")
+    at = card.find("## How it was trained")
+    if at < 0:
+        return card.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    return card[:at] + section + card[at:]
+
+
 def write_model_card(out: Path, m: dict[str, Any], notes: str = "") -> None:
     o, p, v = m["onnx"], m["provenance"], m["metrics"]["validation"]
     cal = m.get("calibration", {})
@@ -135,13 +230,13 @@ accuracy, {p["best_epoch"]}, is the one exported):
 
 The test splits (dair-ai, GoEmotions) are held out and were not used for any choice.
 
-## How it was trained
+{graphs_section(m)}## How it was trained
 
 {_sources(p)}
 {data}
 - Reasoning generator (stage 1): `{p["rgen"]["backend"]}`. The offline `evidence` generator quotes the 1-3 phrases with the
   most evidence for the gold label under a TF-IDF + logistic-regression teacher fitted with 5-fold cross-fitting (a row's
-  rationale never comes from a teacher that saw that row), names the emotion, and mentions a strong contrary cue.
+  rationale never comes from a teacher that saw that row), names the label, and mentions a strong contrary cue.
   Teacher accuracy on held-out folds: {p["rgen"]["stats"].get("teacher_cross_fit_accuracy", float("nan")):.4f}.
 - Input handling: `{m["prompt"]["normalize"]}` ({NORMALIZATION.get(m["prompt"]["normalize"], "")}), the same in training,
   evaluation and the service; template `{m["prompt"]["template"]}`, marker `{m["prompt"]["marker"]}`.
@@ -154,10 +249,9 @@ The test splits (dair-ai, GoEmotions) are held out and were not used for any cho
 
 - English only. It has seen tweets, Reddit comments and film dialogue; long paragraphs, sarcasm and irony are
   mostly beyond a model of this size.
-- Six labels only; there is no neutral class: every input gets one of the six, and a text without emotion gets
-  a low top score rather than a "none" answer.
+{_labels_limit(m)}
 - Quotes come from the input by construction, but a quoted phrase can still be one that does not decide
-  the emotion; the label is scored after the reasoning and follows the emotion the reasoning names.
+  the label; the label is scored after the reasoning and follows the label the reasoning names.
 - Calibration is one temperature for all registers: on a register it has not seen, the scores can still
   be over-confident.
 - At most {m["limits"]["max_input_tokens"]} input tokens and {m["limits"]["max_reasoning_tokens"]} reasoning tokens.

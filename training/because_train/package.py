@@ -1,4 +1,5 @@
-"""Reading a model package (docs/model-package.md): manifest, hash check, tokenizer, ONNX session."""
+"""Reading a model package (docs/model-package.md): manifest, hash check, tokenizer, the ONNX session
+of one of its graphs (`graphs`, `default_graph`)."""
 
 import json
 from dataclasses import dataclass
@@ -9,12 +10,43 @@ from tokenizers import Tokenizer
 
 from because_train.normalize import EmojiTable
 from because_train.provenance import sha256_file
-from because_train.runtime import onnx_forward, onnx_session
+from because_train.runtime import gqa_forward, onnx_forward, onnx_session
 from because_train.sequences import PromptSpec
 
 
 class PackageError(ValueError):
     pass
+
+
+LAYOUTS = ("optimum", "gqa")
+
+
+def package_graphs(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The graphs a package offers: its `graphs`, or (a package exported before them) one graph,
+    `fp32` = `onnx.file`, optimum layout."""
+    return manifest.get("graphs") or {
+        "fp32": {"file": manifest["onnx"]["file"], "layout": "optimum", "dtype": "float32"}
+    }
+
+
+def default_graph(manifest: dict[str, Any]) -> str:
+    """The graph run when none is asked for: `default_graph`, else `fp32` (as the service picks)."""
+    return str(manifest.get("default_graph") or "fp32")
+
+
+def select_graph(path: Path, manifest: dict[str, Any], graph: str | None) -> tuple[str, dict[str, str]]:
+    """(name, entry) of the graph `graph` (None: the default); a clear error naming the graphs the
+    package has when it lacks it."""
+    graphs = package_graphs(manifest)
+    name = graph or default_graph(manifest)
+    if name not in graphs:
+        raise PackageError(f"{path}: no graph {name!r}; the package has {', '.join(graphs)}")
+    entry = graphs[name]
+    if entry.get("layout") not in LAYOUTS:
+        raise PackageError(
+            f"{path}: graph {name!r} has layout {entry.get('layout')!r}; expected one of {LAYOUTS}"
+        )
+    return name, entry
 
 
 @dataclass
@@ -23,6 +55,8 @@ class Package:
     manifest: dict[str, Any]
     spec: PromptSpec
     session: Any
+    graph: str = "fp32"  # the name in `graphs` the session runs
+    layout: str = "optimum"  # its I/O layout (docs/model-package.md)
 
     @property
     def id(self) -> str:
@@ -43,8 +77,19 @@ class Package:
         cal = self.manifest.get("calibration") or {}
         return float(cal.get("temperature", 1.0))
 
-    def forward(self):  # type: ignore[no-untyped-def]
+    def forward(self, capacity: int | None = None):  # type: ignore[no-untyped-def]
+        """A `decode.Forward` over the package's graph. `capacity` (gqa layout only): KV slots per
+        row, at least the longest prompt plus the reasoning budget plus 2; None: enough for any
+        prompt the limits allow."""
         o = self.manifest["onnx"]
+        if self.layout == "gqa":
+            if capacity is None:
+                limits = self.manifest["limits"]
+                capacity = min(
+                    o["max_position_embeddings"],
+                    limits["max_input_tokens"] + limits["max_reasoning_tokens"] + 8,
+                )
+            return gqa_forward(self.session, self.path / "config.json", capacity)
         return onnx_forward(self.session, o["num_layers"], o["num_kv_heads"], o["head_dim"])
 
 
@@ -59,7 +104,9 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def load_package(path: str | Path, threads: int = 0) -> Package:
+def load_package(path: str | Path, threads: int = 0, graph: str | None = None) -> Package:
+    """The package at `path` (every file checked against its sha256), running graph `graph`
+    (None: its `default_graph`, else fp32)."""
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
@@ -83,5 +130,8 @@ def load_package(path: str | Path, threads: int = 0) -> Package:
         pad=tok.id_to_token(manifest["special_tokens"]["pad"]),
         emoji=emoji,
     )
-    session = onnx_session(path / manifest["onnx"]["file"], threads)
-    return Package(path, manifest, spec, session)
+    name, entry = select_graph(path, manifest, graph)
+    if entry["file"] not in manifest["files"]:
+        raise PackageError(f"{path}: graph {name!r}: its file {entry['file']} is not listed in files")
+    session = onnx_session(path / entry["file"], threads)
+    return Package(path, manifest, spec, session, name, entry["layout"])

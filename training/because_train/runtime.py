@@ -1,5 +1,7 @@
-"""`forward` functions for decode.py: PyTorch (during training) and ONNX Runtime (exported package)."""
+"""`forward` functions for decode.py: PyTorch (during training) and ONNX Runtime (an exported
+package's graphs, in the optimum layout or the fused gqa layout)."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,14 @@ def onnx_forward(session: Any, num_layers: int, kv_heads: int, head_dim: int) ->
         return outs[0][:, -1], outs[1:]
 
     return forward
+
+
+def gqa_forward(session: Any, config_json: Path, capacity: int) -> Forward:
+    """A forward over a graph of the gqa layout (fused_graph.py; docs/model-package.md), driven as the
+    service's engine drives it: the left-padded prompt rows `decode_batch` passes are re-packed
+    right-padded for one prefill (`seqlens_k`, `total_sequence_length`), then every step appends one
+    token per row to a KV buffer of `capacity` slots that the graph writes in place."""
+    from because_train.fused_graph import LlamaShape, fused_forward
+
+    shape = LlamaShape.from_config(json.loads(Path(config_json).read_text()))
+    return fused_forward(session, shape, capacity, shared=True)

@@ -44,10 +44,15 @@ class PromptSpec:
             "sep": added.get("<|sep|>", -1),
             "marker": self.tokenizer.token_to_id(self.marker),
         }
-        self.label_ids = [self.tokenizer.encode(t, add_special_tokens=False).ids for t in self.label_texts]
-        multi = [t for t, ids in zip(self.label_texts, self.label_ids, strict=True) if len(ids) != 1]
-        if multi:
-            raise ValueError(f"labels must be one token each (v1 of the package contract); not: {multi}")
+        if len(self.label_texts) != len(self.labels):
+            raise ValueError(f"{len(self.labels)} labels but {len(self.label_texts)} label texts")
+        self.label_ids = [encode_plain(self.tokenizer, t, self.special_strings) for t in self.label_texts]
+        check_label_ids(self.label_texts, self.label_ids)
+
+    @property
+    def label_first_ids(self) -> list[int]:
+        """The id each label's text begins with: where its score is read (docs/model-package.md)."""
+        return [ids[0] for ids in self.label_ids]
 
     @property
     def token_bytes(self) -> list[bytes]:
@@ -77,6 +82,12 @@ class PromptSpec:
     def reasoning_ids(self, reasoning: str) -> list[int]:
         return encode_plain(self.tokenizer, " " + reasoning, self.special_strings)
 
+    def label_index(self, name: str) -> int:
+        """The position of label `name` in the package's label set; ValueError naming the set if none."""
+        if name not in self.labels:
+            raise ValueError(f"label {name!r} is not one of the labels ({', '.join(self.labels)})")
+        return self.labels.index(name)
+
     def training_sequence(
         self, text_ids: list[int], reasoning_ids: list[int] | None, label: int
     ) -> tuple[list[int], list[int]]:
@@ -92,3 +103,20 @@ class PromptSpec:
         ids += self.label_ids[label] + [self.specials["eos"]]
         roles += [LABEL] * len(self.label_ids[label]) + [REASONING]
         return ids, roles
+
+
+def check_label_ids(texts: list[str], ids: list[list[int]]) -> None:
+    """Labels are scored at their first token, so every label text must begin with a token of its own;
+    ValueError naming the texts that do not."""
+    for text, t in zip(texts, ids, strict=True):
+        if not t:
+            raise ValueError(f"label text {text!r} encodes to no token")
+    first: dict[int, str] = {}
+    for text, t in zip(texts, ids, strict=True):
+        if t[0] in first:
+            raise ValueError(
+                f"label texts {first[t[0]]!r} and {text!r} begin with the same token ({t[0]}); labels are "
+                "scored at their first token, so each must begin with a different one: choose other "
+                "labels.texts (e.g. different first words)"
+            )
+        first[t[0]] = text

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from because_train import LABELS
 from because_train.config import Config, SourceConfig, as_dict
 from because_train.console import Progress
-from because_train.data import DataError, LoadCounts, Row, load_labelled, read_jsonl, write_jsonl
+from because_train.data import DataError, LoadCounts, Row, load_labelled, rated_only, read_jsonl, write_jsonl
 from because_train.normalize import lower_alnum_v1, normalize
 from because_train.provenance import write_provenance
 from because_train.rgen import ReasoningGenerator, RgenItem
@@ -37,16 +36,31 @@ def held_out(text: str, seed: int, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
+def check_mapping(config: Config, src: SourceConfig, where: str) -> None:
+    """Every target of a source's `mapping` is one of `labels.names`; else stop, naming the key."""
+    names = config.labels.names
+    for fine, target in src.mapping.items():
+        if not isinstance(target, str) or target.lower() not in [n.lower() for n in names]:
+            raise SystemExit(
+                f"{where}.mapping.{fine} ({src.name}): {target!r} is not one of labels.names "
+                f"({', '.join(names)}); map {fine!r} onto one of them, or leave it out to skip its rows"
+            )
+
+
 def source_rows(config: Config, src: SourceConfig) -> dict[str, tuple[list[Row], dict[str, int]]]:
-    """Training rows (given labels and mapped ones) and validation rows (given labels only: the
-    metrics are on rows a rater labelled with one of the labels) of one source, with counts."""
+    """Training rows (given labels and mapped ones) and validation rows (given labels, or emotions that
+    are a label's own name: the metrics are on rows a rater labelled with one of the labels) of one
+    source, with counts."""
     if not src.train:
         raise SystemExit(f"data.sources: {src.name!r} has no train file")
     train_file = str(config.path(src.train))
+    labels = config.labels.names
     try:
-        rows, counts = load_labelled(train_file, "train", LABELS, src.mapping)
+        rows, counts = load_labelled(train_file, "train", labels=labels, mapping=src.mapping)
         if src.validation:
-            val, vcounts = load_labelled(str(config.path(src.validation)), "validation", LABELS)
+            val, vcounts = load_labelled(
+                str(config.path(src.validation)), "validation", labels=labels, mapping=rated_only(src.mapping)
+            )
         else:
             val = [r for r in rows if not r.mapped and held_out(r.text, config.seed, src.validation_share)]
             rows = [r for r in rows if not held_out(r.text, config.seed, src.validation_share)]
@@ -66,9 +80,13 @@ def source_rows(config: Config, src: SourceConfig) -> dict[str, tuple[list[Row],
 
 def data(config: Config) -> Path:
     out = config.run / "data"
+    names = config.labels.names
     per_source: dict[str, dict[str, dict[str, int]]] = {}
     records: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    for src in config.data.all_sources():
+    sources = config.data.all_sources()
+    for i, src in enumerate(sources):
+        check_mapping(config, src, f"data.sources[{i}]")
+    for src in sources:
         loaded = source_rows(config, src)
         per_source[src.name] = {}
         for split in SPLITS:
@@ -77,7 +95,7 @@ def data(config: Config) -> Path:
                 {
                     "key": f"{split}:{src.name}:{i}",
                     "text": r.text,
-                    "label": LABELS[r.label],
+                    "label": names[r.label],
                     "source": src.name,
                     "weight": src.weight,
                 }
@@ -92,21 +110,32 @@ def data(config: Config) -> Path:
             if split == "validation":
                 write_jsonl(
                     out / f"validation-{src.name}.jsonl",
-                    ({"text": r.text, "label": LABELS[r.label]} for r in rows),
+                    ({"text": r.text, "label": names[r.label]} for r in rows),
                 )
     for split in SPLITS:
         write_jsonl(out / f"{split}.jsonl", records[split])
         log.info(f"data: {split}: {len(records[split])} rows")
+    missing = sorted(set(names) - {r["label"] for r in records["train"]}, key=names.index)
+    if missing:
+        # Not an error (a smoke run may cut rows), but a label without a row cannot be learned.
+        log.warning(f"data: no training row has the label(s) {', '.join(missing)} (labels.names)")
     settings = {**as_dict(config.data), "counts": per_source, "seed": config.seed}
     write_provenance(out / "provenance.json", "data", _inputs(config), settings)
     return out
 
 
 def _items(config: Config, split: str) -> list[RgenItem]:
-    return [
-        RgenItem(r["key"], normalize(r["text"], config.model.normalize), r["label"])
-        for r in read_jsonl(config.run / "data" / f"{split}.jsonl")
-    ]
+    """The rows of a split as R-Gen items; the label as the reasoning writes it (`labels.texts`)."""
+    written = dict(zip(config.labels.names, config.labels.written, strict=True))
+    items = []
+    for r in read_jsonl(config.run / "data" / f"{split}.jsonl"):
+        if r["label"] not in written:
+            raise SystemExit(
+                f"rgen: {split} row {r['key']} has the label {r['label']!r}, which is not one of labels.names "
+                f"({', '.join(config.labels.names)}); the data stage ran with another label set: rerun it"
+            )
+        items.append(RgenItem(r["key"], normalize(r["text"], config.model.normalize), written[r["label"]]))
+    return items
 
 
 def make_generator(config: Config, train_items: list[RgenItem]) -> ReasoningGenerator:
@@ -114,7 +143,9 @@ def make_generator(config: Config, train_items: list[RgenItem]) -> ReasoningGene
     if backend == "evidence":
         from because_train.rgen.evidence import EvidenceReasoningGenerator
 
-        gen = EvidenceReasoningGenerator(config.rgen.evidence, config.seed, LABELS)
+        labels = config.labels
+        none = labels.written[labels.names.index(labels.none)] if labels.none else ""
+        gen = EvidenceReasoningGenerator(config.rgen.evidence, config.seed, labels.written, none)
         t = time.time()
         gen.fit(train_items)
         log.info(

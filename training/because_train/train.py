@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from because_train import LABELS
+from because_train.averaging import WeightAverage
 from because_train.config import Config, as_dict
 from because_train.console import Progress
 from because_train.data import read_jsonl
@@ -48,8 +49,6 @@ from because_train.tokenizer import (
 )
 
 log = logging.getLogger(__name__)
-
-LABEL_TEXTS = [" " + label for label in LABELS]
 
 
 def build_tokenizer(config: Config, augmented: Path) -> Path:
@@ -87,13 +86,14 @@ def prompt_spec(config: Config, tokenizer_dir: Path) -> PromptSpec:
             template=specials["bos"] + "{text}" + SEP,
             marker=MARKER,
             eos=specials["eos"],
-            labels=list(LABELS),
-            label_texts=LABEL_TEXTS,
+            labels=list(config.labels.names),
+            # After the marker as in the reasoning, where every word follows a space (sequences.py).
+            label_texts=[" " + t for t in config.labels.written],
             bos=specials["bos"],
             pad=specials["pad"],
         )
     except ValueError as e:
-        raise SystemExit(f"{tokenizer_dir / 'tokenizer.json'}: {e}") from None
+        raise SystemExit(f"{tokenizer_dir / 'tokenizer.json'}: labels.texts: {e}") from None
 
 
 @dataclass
@@ -111,7 +111,12 @@ def make_examples(spec: PromptSpec, rows: list[dict[str, Any]], kind: str, max_i
     for r in rows:
         text_ids = spec.text_ids(r["text"])[:max_input]
         reasoning = spec.reasoning_ids(r["reasoning"]) if kind == "qra" else None
-        label = LABELS.index(r["label"])
+        try:
+            label = spec.label_index(r["label"])
+        except ValueError as e:
+            raise SystemExit(
+                f"train: {e} (labels.names); the run's data was made with another label set"
+            ) from None
         ids, roles = spec.training_sequence(text_ids, reasoning, label)
         out.append(
             Example(
@@ -184,7 +189,7 @@ def evaluate_model(
             kind=kind,
             marker=spec.specials["marker"],
             banned=spec.banned_in_reasoning,
-            label_ids=[ids[0] for ids in spec.label_ids],
+            label_ids=spec.label_first_ids,
             max_reasoning=config.model.max_reasoning_tokens,
             pad=spec.specials["pad"],
         )
@@ -195,14 +200,14 @@ def evaluate_model(
     meter.close()
     preds = [by_index[i] for i in range(len(examples))]
     model.train()
-    metrics = classification_metrics([e.label for e in examples], preds, list(LABELS))
+    metrics = classification_metrics([e.label for e in examples], preds, spec.labels)
     metrics["forced_marker"] = forced
     sources = sorted({e.source for e in examples})
     metrics["per_source"] = {
         src: classification_metrics(
             [e.label for e in examples if e.source == src],
             [p for e, p in zip(examples, preds, strict=True) if e.source == src],
-            list(LABELS),
+            spec.labels,
         )
         for src in sources
     }
@@ -267,7 +272,13 @@ def make_optimizer(params: list[torch.nn.Parameter], config: Config) -> torch.op
 
 
 def resume(
-    last: Path, model: Any, opt: torch.optim.Optimizer, config: Config, kind: str, device: torch.device
+    last: Path,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    average: WeightAverage | None,
+    config: Config,
+    kind: str,
+    device: torch.device,
 ) -> tuple[dict[str, Any], np.random.Generator]:
     """The training state and data-order rng after the last finished epoch (last.pt), or fresh ones."""
     if not last.exists():
@@ -276,6 +287,10 @@ def resume(
     ckpt = torch.load(last, map_location=device, weights_only=False)
     load_trainable(model, ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
+    if average is not None:
+        if ckpt.get("average") is None:
+            raise SystemExit(f"{last} was trained without train.ema_decay; resume it with the same config")
+        average.load_state_dict(ckpt["average"])
     state = ckpt["state"]
     log.info(
         f"[{kind}] resumed after epoch {state['epoch']} (best {state['best']:.4f} at epoch {state['best_epoch']})"
@@ -329,17 +344,24 @@ def save_epoch(
     out: Path,
     model: Any,
     opt: torch.optim.Optimizer,
+    average: WeightAverage | None,
     state: dict[str, Any],
     metrics: dict[str, Any],
     hub: dict[str, Any] | None,
 ) -> None:
-    """best.pt when this epoch's selection score is the best so far; last.pt and history.json always."""
+    """best.pt when this epoch's selection score is the best so far (the averaged weights where training
+    keeps an average: those are the ones evaluated); last.pt and history.json always."""
     weights_now = trainable_state(model)
     if metrics["selection"] > state["best"]:
         state["best"], state["best_epoch"] = metrics["selection"], state["epoch"]
+        if average is None:
+            evaluated = weights_now
+        else:
+            with average.applied():
+                evaluated = trainable_state(model)
         torch.save(
             {
-                "model": weights_now,
+                "model": evaluated,
                 "config": model.config.to_dict(),
                 "hub": hub,
                 "epoch": state["epoch"],
@@ -347,7 +369,15 @@ def save_epoch(
             },
             out / "best.pt",
         )
-    torch.save({"model": weights_now, "optimizer": opt.state_dict(), "state": state}, out / "last.pt")
+    torch.save(
+        {
+            "model": weights_now,
+            "optimizer": opt.state_dict(),
+            "average": None if average is None else average.state_dict(),
+            "state": state,
+        },
+        out / "last.pt",
+    )
     (out / "history.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
@@ -381,7 +411,8 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
     # Bucketing chunks are whole multiples of the batch size, so it adds no batches.
     steps_per_epoch = math.ceil(expected_draws(train_ex) / t.batch_size)
     total = steps_per_epoch * t.epochs
-    state, rng = resume(out / "last.pt", model, opt, config, kind, device)
+    average = WeightAverage(params, t.ema_decay) if t.ema_decay else None
+    state, rng = resume(out / "last.pt", model, opt, average, config, kind, device)
     model.train()
     while state["epoch"] < t.epochs and state["epoch"] - state["best_epoch"] < t.patience + 1:
         epoch = state["epoch"] + 1
@@ -392,6 +423,8 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             ids, mask, w = (x.to(device) for x in collate(train_ex, idx, spec.specials["pad"], weights))
             lr = cosine_lr(state["step"], total, t.lr, t.min_lr, t.warmup_steps)
             loss = train_step(model, opt, params, ids, mask, w, lr)
+            if average is not None:
+                average.update()
             state["step"] += 1
             tokens += int(mask.sum())
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
@@ -407,7 +440,8 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
                 loss_sum, loss_n = 0.0, 0
         meter.close()
         t1 = time.time()
-        metrics = evaluate_model(model, spec, val_ex, kind, config, device)
+        with average.applied() if average is not None else nullcontext():
+            metrics = evaluate_model(model, spec, val_ex, kind, config, device)
         record = epoch_record(epoch, metrics, t1 - t0, time.time() - t1)
         state["history"].append(record)
         by_source = ", ".join(f"{src} {m['accuracy']:.4f}" for src, m in record["per_source"].items())
@@ -417,7 +451,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
             f"(train {record['train_seconds']}s, eval {record['eval_seconds']}s)"
         )
         state["epoch"] = epoch
-        save_epoch(out, model, opt, state, metrics, hub)
+        save_epoch(out, model, opt, average, state, metrics, hub)
     write_provenance(
         out / "provenance.json",
         f"train-{kind}",

@@ -10,9 +10,8 @@ import typing
 import pytest
 from test_pipeline import run_cli
 
-from because_train import LABELS
 from because_train.cli import STAGES
-from because_train.config import Config
+from because_train.config import EMOTIONS, Config
 from because_train.console import Progress, setup_logging
 
 ALL_STAGES = [*STAGES, "evaluate"]
@@ -88,7 +87,7 @@ def tiny_config(tmp_path) -> str:
         "fear": "scared dark",
         "surprise": "sudden wow",
     }
-    rows = [{"text": f"{words[label]} day {i}", "label": label} for i in range(10) for label in LABELS]
+    rows = [{"text": f"{words[label]} day {i}", "label": label} for i in range(10) for label in EMOTIONS]
     for name, part in (("train", rows), ("validation", rows[:12])):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     config = tmp_path / "tiny.toml"

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from because_train.config import EMOTIONS
 from because_train.data import DataError, load_rows
 
 
@@ -17,7 +18,7 @@ def test_jsonl_rows_and_label_names(tmp_path):
         "ok.jsonl",
         b'{"text": "i feel great", "label": 1}\n{"text": "so scared", "label": "fear"}\n',
     )
-    rows = load_rows(path)
+    rows = load_rows(path, labels=EMOTIONS)
     assert [(r.text, r.label) for r in rows] == [("i feel great", 1), ("so scared", 4)]
 
 
@@ -44,17 +45,17 @@ def test_jsonl_rows_and_label_names(tmp_path):
 )
 def test_bad_jsonl_rows_name_file_line_and_problem(tmp_path, content, problem):
     with pytest.raises(DataError) as e:
-        load_rows(write(tmp_path, "ok.jsonl", content))
+        load_rows(write(tmp_path, "ok.jsonl", content), labels=EMOTIONS)
     assert problem in str(e.value)
 
 
 def test_csv_and_its_errors(tmp_path):
-    rows = load_rows(write(tmp_path, "d.csv", b'text,label\n"i am, happy",joy\nsad day,0\n'))
+    rows = load_rows(write(tmp_path, "d.csv", b'text,label\n"i am, happy",joy\nsad day,0\n'), labels=EMOTIONS)
     assert [(r.text, r.label) for r in rows] == [("i am, happy", 1), ("sad day", 0)]
     with pytest.raises(DataError, match=r"d2.csv:3: unknown label 'meh'"):
-        load_rows(write(tmp_path, "d2.csv", b"text,label\nfine,1\nbad,meh\n"))
+        load_rows(write(tmp_path, "d2.csv", b"text,label\nfine,1\nbad,meh\n"), labels=EMOTIONS)
     with pytest.raises(DataError, match="header must name 'text' and 'label'"):
-        load_rows(write(tmp_path, "d3.csv", b"sentence,label\nfine,1\n"))
+        load_rows(write(tmp_path, "d3.csv", b"sentence,label\nfine,1\n"), labels=EMOTIONS)
 
 
 def test_parquet(tmp_path):
@@ -64,19 +65,19 @@ def test_parquet(tmp_path):
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"text": ["i love it", ""], "label": [2, 1]}), path)
     with pytest.raises(DataError, match=r"d.parquet:row 1: empty text"):
-        load_rows(str(path))
+        load_rows(str(path), labels=EMOTIONS)
 
 
 def test_missing_file_and_unknown_type(tmp_path):
     with pytest.raises(DataError, match="no such file"):
-        load_rows(str(tmp_path / "nope.jsonl"))
+        load_rows(str(tmp_path / "nope.jsonl"), labels=EMOTIONS)
     with pytest.raises(DataError, match="unsupported file type '.txt'"):
-        load_rows(write(tmp_path, "x.txt", b"hi"))
+        load_rows(write(tmp_path, "x.txt", b"hi"), labels=EMOTIONS)
 
 
 def test_shared_emotion_data_loads(shared_data):
     path = shared_data / "emotion" / "validation.jsonl"
-    rows = load_rows(str(path))
+    rows = load_rows(str(path), labels=EMOTIONS)
     assert len(rows) == len(path.read_text(encoding="utf-8").splitlines())
     assert json.dumps(sorted({r.label for r in rows})) == "[0, 1, 2, 3, 4, 5]"
 
@@ -93,10 +94,10 @@ def test_null_labels_are_skipped_and_counted_and_mapping_fills_them(tmp_path):
         b'{"text": "ugh no", "emotions": ["annoyance", "sadness"], "label": null}\n'
         b'{"text": "grr", "emotions": ["annoyance", "anger"], "label": null}\n',
     )
-    rows, counts = load_labelled(path)
+    rows, counts = load_labelled(path, labels=EMOTIONS)
     assert [r.text for r in rows] == ["yay"] and counts.no_label == 4
     mapping = {"amusement": "joy", "annoyance": "anger", "anger": "anger", "sadness": "sadness"}
-    rows, counts = load_labelled(path, mapping=mapping)
+    rows, counts = load_labelled(path, mapping=mapping, labels=EMOTIONS)
     assert [(r.text, r.label, r.mapped) for r in rows] == [
         ("yay", 1, False),
         ("lol", 1, True),
@@ -104,10 +105,10 @@ def test_null_labels_are_skipped_and_counted_and_mapping_fills_them(tmp_path):
     ]
     assert (counts.labelled, counts.mapped, counts.unmapped, counts.conflicting) == (1, 2, 1, 1)
     with pytest.raises(DataError, match="'annoyance' -> 'rage', which is not a label"):
-        load_labelled(path, mapping={"annoyance": "rage"})
+        load_labelled(path, mapping={"annoyance": "rage"}, labels=EMOTIONS)
     # Strict loading (training files of one source without a mapping) still refuses a null label.
     with pytest.raises(DataError, match="g.jsonl:2: missing field 'label'"):
-        load_rows(path)
+        load_rows(path, labels=EMOTIONS)
 
 
 def test_data_stage_reads_several_sources_with_a_seeded_split(tmp_path):

@@ -2,8 +2,7 @@ import re
 
 import pytest
 
-from because_train import LABELS
-from because_train.config import EvidenceConfig
+from because_train.config import EMOTIONS, EvidenceConfig
 from because_train.data import load_rows
 from because_train.normalize import lower_alnum_v1
 from because_train.rgen import RgenItem
@@ -14,13 +13,13 @@ from because_train.rgen.evidence import EvidenceReasoningGenerator, merge_adjace
 def items(request):
     from conftest import shared_file
 
-    rows = load_rows(str(shared_file("emotion", "train.jsonl")))[:1200]
-    return [RgenItem(f"train:{i}", lower_alnum_v1(r.text), LABELS[r.label]) for i, r in enumerate(rows)]
+    rows = load_rows(str(shared_file("emotion", "train.jsonl")), labels=EMOTIONS)[:1200]
+    return [RgenItem(f"train:{i}", lower_alnum_v1(r.text), EMOTIONS[r.label]) for i, r in enumerate(rows)]
 
 
 @pytest.fixture(scope="module")
 def fitted(items):
-    gen = EvidenceReasoningGenerator(EvidenceConfig(folds=3), seed=7, labels=LABELS)
+    gen = EvidenceReasoningGenerator(EvidenceConfig(folds=3), seed=7, labels=EMOTIONS)
     gen.fit(items)
     return gen
 
@@ -39,10 +38,10 @@ def test_every_quoted_phrase_occurs_in_the_text(items, fitted):
 
 
 def test_same_seed_same_text_other_seed_other_phrasing(items, fitted):
-    again = EvidenceReasoningGenerator(EvidenceConfig(folds=3), seed=7, labels=LABELS)
+    again = EvidenceReasoningGenerator(EvidenceConfig(folds=3), seed=7, labels=EMOTIONS)
     again.fit(items)
     assert again.generate(items[:200]) == fitted.generate(items[:200])
-    other = EvidenceReasoningGenerator(EvidenceConfig(folds=3), seed=8, labels=LABELS)
+    other = EvidenceReasoningGenerator(EvidenceConfig(folds=3), seed=8, labels=EMOTIONS)
     other.fit(items)
     assert other.generate(items[:200]) != fitted.generate(items[:200])
 
@@ -62,12 +61,12 @@ def test_touching_spans_merge():
 def test_contrary_cue_follows_the_conclusion():
     from because_train.rgen.evidence import Evidence, render
 
-    text = render(Evidence(["boring"], ("super", 1)), "sadness", LABELS, seed=1, key="k")
+    text = render(Evidence(["boring"], ("super", 1)), "sadness", EMOTIONS, seed=1, key="k")
     assert text.index("sadness") < text.index('"super"') and text.endswith(("hints at joy.", "(joy)."))
 
 
 def _fitted_with(items, style: str) -> EvidenceReasoningGenerator:
-    gen = EvidenceReasoningGenerator(EvidenceConfig(folds=3, style=style), seed=7, labels=LABELS)
+    gen = EvidenceReasoningGenerator(EvidenceConfig(folds=3, style=style), seed=7, labels=EMOTIONS)
     gen.fit(items)
     return gen
 
@@ -75,14 +74,14 @@ def _fitted_with(items, style: str) -> EvidenceReasoningGenerator:
 def _named(reasoning: str) -> list[str]:
     """Emotions named outside quotes, in order."""
     bare = re.sub(r'"[^"]*"', "", reasoning)
-    return [w for w in re.findall(r"[a-z]+", bare) if w in LABELS]
+    return [w for w in re.findall(r"[a-z]+", bare) if w in EMOTIONS]
 
 
 def test_survey_chooses_cues_without_the_gold_label_and_concludes_with_it(items):
     gen = _fitted_with(items, "survey")
     for it in items[:200]:
         [mine] = gen.generate([it])
-        other = LABELS[(LABELS.index(it.label) + 1) % len(LABELS)]
+        other = EMOTIONS[(EMOTIONS.index(it.label) + 1) % len(EMOTIONS)]
         [flipped] = gen.generate([RgenItem(it.key, it.text, other)])
         assert re.findall(r'"[^"]*" \(\w+\)', mine) == re.findall(r'"[^"]*" \(\w+\)', flipped)
         assert _named(mine)[-1] == it.label and _named(flipped)[-1] == other
@@ -101,4 +100,4 @@ def test_lead_names_the_gold_emotion_first_then_the_same_evidence(items, fitted)
 
 def test_unknown_style_is_refused():
     with pytest.raises(ValueError, match="gold, lead or survey"):
-        EvidenceReasoningGenerator(EvidenceConfig(style="chatty"), seed=1, labels=LABELS)
+        EvidenceReasoningGenerator(EvidenceConfig(style="chatty"), seed=1, labels=EMOTIONS)

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from because_train.config import EMOTIONS
 from because_train.evaluate import evaluate
 from because_train.package import PackageError, load_package
 
@@ -73,7 +74,9 @@ def test_natural_rewrites_of_dair_texts_get_the_label_of_their_plain_form():
     from because_train.data import load_rows
     from because_train.evaluate import predict
 
-    plain = [r.text for r in load_rows(str(shared_file("emotion", "validation.jsonl")))[:300]]
+    plain = [
+        r.text for r in load_rows(str(shared_file("emotion", "validation.jsonl")), labels=EMOTIONS)[:300]
+    ]
     natural = [natural_rewrite(t, k) for k, t in enumerate(plain)]
     pkg = load_package(REPO_ROOT / "models" / QRA)
     a, b = predict(pkg, plain), predict(pkg, natural)

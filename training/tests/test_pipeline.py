@@ -49,6 +49,7 @@ epochs = 1
 batch_size = 32
 warmup_steps = 5
 eval_limit = 64
+ema_decay = 0.9
 """)
     result = run_cli("pipeline", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,7 +83,14 @@ def test_packages_are_complete_and_verified(tiny_run):
             "config.json",
             "generation_config.json",
             "MODEL_CARD.md",
+            "model.fused.onnx",
+            "model.fused-int8.onnx",
         }
+        assert set(m["graphs"]) == {"fp32", "fused-fp32", "fused-int8"}
+        assert m["default_graph"] in ("fused-fp32", "fused-int8")
+        assert m["default_graph"] == m["metrics"]["graphs"]["default"]
+        assert set(m["metrics"]["graphs"]["per_source"]["data"]) == {"fp32", "fused-fp32", "fused-int8"}
+        assert "fused_fp32_vs_reference" in m["provenance"]["parity"]
         assert all(v <= 1e-4 for v in m["provenance"]["parity"].values())
         assert m["metrics"]["validation"]["n"] == labelled_count(SHARED_DATA / "emotion" / "validation.jsonl")
         assert (
@@ -109,8 +117,10 @@ def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("model t-qra (qra)")
+    assert lines[0].startswith("model t-qra (qra, graph ")
     summary = json.loads(lines[-1])
+    manifest = json.loads((tmp / "models" / "t-qra" / "manifest.json").read_text())
+    assert summary["graph"] == manifest["default_graph"]
     assert (
         summary["n"] == 40
         and summary["model"] == "t-qra"
@@ -123,6 +133,34 @@ def test_evaluate_command_prints_summary_and_json_last_line(tiny_run, tmp_path):
     assert abs(sum(rows[0]["scores"].values()) - 1) < 1e-6
     assert sum(r["pred"] == r["label"] for r in rows) / 40 == pytest.approx(summary["accuracy"])
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_graph_flag_picks_a_graph_and_names_the_graphs_on_a_wrong_one(tiny_run):
+    tmp, _, _ = tiny_run
+    args = [
+        "evaluate",
+        "--model",
+        str(tmp / "models" / "t-qa"),
+        "--data",
+        str(SHARED_DATA / "emotion" / "validation.jsonl"),
+    ]
+    result = run_cli(*args, "--limit", "10", "--graph", "fp32")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["graph"] == "fp32"
+    result = run_cli(*args, "--graph", "fused-int4")
+    assert result.returncode == 1
+    assert "no graph 'fused-int4'; the package has fp32, fused-fp32, fused-int8" in result.stderr
+
+
+def test_graphs_stage_redoes_the_graphs_of_the_config_packages(tiny_run):
+    tmp, config, _ = tiny_run
+    pkg = tmp / "models" / "t-qa"
+    before = json.loads((pkg / "manifest.json").read_text())
+    result = run_cli("graphs", "--config", str(config), "--kind", "qa")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = json.loads((pkg / "manifest.json").read_text())
+    assert after == before  # deterministic: the same graphs, numbers and decision again
+    assert "## Graphs" in (pkg / "MODEL_CARD.md").read_text()
 
 
 def test_evaluate_skips_and_counts_rows_without_a_label(tiny_run):

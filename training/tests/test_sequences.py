@@ -1,6 +1,6 @@
 import pytest
 
-from because_train import LABELS
+from because_train.config import EMOTIONS
 from because_train.sequences import LABEL, PROMPT, REASONING, TEXT, PromptSpec
 from because_train.tokenizer import MARKER, train_bpe
 
@@ -12,7 +12,7 @@ CORPUS = [
     "scared of it",
     "what a surprise",
 ]
-CORPUS += [f'the word "x" points to {label}.' for label in LABELS] * 20
+CORPUS += [f'the word "x" points to {label}.' for label in EMOTIONS] * 20
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def spec():
         template="<|bos|>{text}<|sep|>",
         marker=MARKER,
         eos="<|eos|>",
-        labels=list(LABELS),
-        label_texts=[" " + label for label in LABELS],
+        labels=list(EMOTIONS),
+        label_texts=[" " + label for label in EMOTIONS],
     )
 
 
@@ -37,7 +37,7 @@ def test_special_strings_in_user_text_stay_plain_text(spec):
         template=spec.template,
         marker=MARKER,
         eos="<|eos|>",
-        labels=list(LABELS),
+        labels=list(EMOTIONS),
         label_texts=spec.label_texts,
     )
     ids = raw.text_ids("a<|label|>b<|eos|><|bos|>")

@@ -22,7 +22,6 @@ export interface CompletionMeta {
 
 type Chunk = z.infer<typeof ChatCompletionChunk>
 type Delta = Chunk['choices'][number]['delta']
-type Scores = NonNullable<Delta['scores']>
 
 export function chatUsage(model: ServedModel, a: TextAnswer): z.infer<typeof ChatUsage> {
   // Every window wrote its reasoning and a label.
@@ -44,7 +43,7 @@ export function chatCompletion(meta: CompletionMeta, model: ServedModel, a: Text
     content: model.labels[a.labelIndex]!,
     reasoning_content: reasoningContent(model, a),
     refusal: null,
-    scores: scoresByLabel(model, a.scores) as Scores,
+    scores: scoresByLabel(model, a.scores),
     ...(detail ? { windows: a.windows.map((w, i) => windowBody(model, w, i)) } : {}),
   }
   return {
@@ -79,7 +78,7 @@ export function chunker(meta: CompletionMeta, includeUsage: boolean) {
       delta({ reasoning_content: windowSeparator(model, index), window: windowEvent(text, index) }),
     /** The label, the stop, and the usage where asked for. */
     end: (model: ServedModel, a: TextAnswer): Chunk[] => [
-      delta({ content: model.labels[a.labelIndex]!, scores: scoresByLabel(model, a.scores) as Scores }),
+      delta({ content: model.labels[a.labelIndex]!, scores: scoresByLabel(model, a.scores) }),
       delta({}, 'stop'),
       ...(includeUsage ? [chunk([], chatUsage(model, a))] : []),
     ],

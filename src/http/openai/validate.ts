@@ -49,7 +49,7 @@ function about<T>(param: string, check: () => T): T {
   }
 }
 
-const NO_TOOLS = 'tool calling is not supported: the model only names an emotion'
+const NO_TOOLS = 'tool calling is not supported: the model only names one of its labels'
 
 function refuseUnsupported(b: ChatRequest): void {
   if (b.n != null && b.n > 1) refuse('n', `only 1 choice per request (decoding is greedy: every choice would be the same), got ${b.n}`)

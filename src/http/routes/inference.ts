@@ -37,7 +37,7 @@ const classifyRoute = createRoute({
   method: 'post',
   path: '/classify',
   summary: 'Classify one text or a batch of texts',
-  description: 'For each text: the reasoning the model wrote, then the label with a score for each of the six emotions.',
+  description: "For each text: the reasoning the model wrote, then the label with a score for each of the model's labels (GET /info lists them per model).",
   request: { body: { required: true, content: { 'application/json': { schema: ClassifyRequest } } } },
   responses: {
     200: jsonBody(z.union([ClassifySingleResponse, ClassifyBatchResponse]), 'With `text`: one result; with `texts`: `results` in input order.'),

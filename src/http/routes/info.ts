@@ -15,7 +15,7 @@ const infoRoute = createRoute({
   path: '/info',
   summary: 'Service version and served models',
   description:
-    "The service version, the default truncate mode and, for each served model: id, kind, labels, limits, weights type, the ONNX file's sha256, calibration, device and execution provider. Served without an API key.",
+    "The service version, the default truncate mode and, for each served model: id, kind, labels, limits, the graph it runs (name, layout, weights type) and that ONNX file's sha256, calibration, device and execution provider. Served without an API key.",
   responses: { 200: jsonBody(InfoResponse, 'The service and its models.') },
 })
 
@@ -32,6 +32,8 @@ function modelInfo(m: ServedModel, limits: Service['limits']) {
       max_input_tokens: m.maxInputTokens,
       max_reasoning_tokens: m.maxReasoningTokens,
     },
+    graph: m.card.graph,
+    layout: m.card.layout,
     dtype: m.card.dtype,
     onnx_sha256: m.card.onnxSha256,
     calibration: m.card.calibration,

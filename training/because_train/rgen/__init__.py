@@ -9,7 +9,7 @@ from typing import Protocol
 class RgenItem:
     key: str  # stable id of the row (split and index), for resumable output
     text: str  # the normalised text the classifier will see
-    label: str  # the gold label name
+    label: str  # the gold label, as the reasoning writes it (`labels.texts`; by default its name)
 
 
 class ReasoningGenerator(Protocol):

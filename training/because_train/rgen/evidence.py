@@ -9,6 +9,12 @@ concludes with the gold label. The rationale of a training row comes from a teac
 other folds, so it never explains a row the teacher memorised; validation rows get the teacher
 fitted on all of train.
 Phrasings vary by row, chosen by a hash of (seed, row key): the same seed gives the same text.
+
+Where the label set has a "none of the others" label (`labels.none`), a row of that label gets no
+invented cue: its reasoning says that nothing in the text carries one of the other labels
+(`rgen.evidence.none_reasoning`), framed by the style, and names the strongest cue for another label
+as the most there is, where the teacher finds one above `contrary_margin`. That label is never a
+contrary cue or a survey tag of another row: absence is not a cue.
 """
 
 import hashlib
@@ -50,6 +56,15 @@ LEAD = (
 )
 LEAD_NO_CUE = "reads as {label}: no single phrase stands out, the overall tone does."
 SURVEY_NO_CUE = "no phrase stands out; overall, {label}."
+# A row of the none label (`labels.none`): `{reason}` is rgen.evidence.none_reasoning. Lead style names
+# the label first, as every lead reasoning does: a qra package may score its labels there.
+NONE = {
+    "gold": "{reason}, so it reads as {label}.",
+    "lead": "{label}, because {reason}.",
+    "survey": "{reason}; overall, {label}.",
+}
+# After the label is named, like a contrary cue: the strongest cue for another label, as the most there is.
+NONE_CUE = '; at most "{quote}" leans to {other}.'
 # Words that occur in nearly every row of this data: quoting them explains nothing.
 FILLER = frozenset(ENGLISH_STOP_WORDS) | {
     "feel",
@@ -85,7 +100,8 @@ class Evidence:
 class Teacher:
     """TF-IDF over word 1-2 grams with a multinomial logistic regression."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, n_labels: int) -> None:
+        self.n_labels = n_labels
         self.trained_keys: frozenset[str] = frozenset()
         self.vectorizer = TfidfVectorizer(
             # Words, and runs of ! and ?, which natural-v1 keeps as tokens of their own.
@@ -102,7 +118,12 @@ class Teacher:
         # Contribution of a feature to label c, relative to the average label: only differences
         # between labels matter in a softmax.
         coef = self.model.coef_
-        self.relative = coef - coef.mean(axis=0, keepdims=True)
+        if coef.shape[0] == 1:  # two classes: one row, the second class against the first
+            coef = np.vstack([-coef[0], coef[0]]) / 2
+        relative = coef - coef.mean(axis=0, keepdims=True)
+        # One row per label of the set: a label no training row of this fold has contributes nothing.
+        self.relative = np.zeros((self.n_labels, relative.shape[1]))
+        self.relative[self.model.classes_] = relative
         self.vocab = self.vectorizer.vocabulary_
         return self
 
@@ -124,7 +145,9 @@ class Teacher:
                     grams.append((float(value.get(j, 0.0)), i, i + n, j))
         return words, grams
 
-    def evidence(self, text: str, label: int, max_phrases: int, margin: float) -> Evidence:
+    def evidence(self, text: str, label: int, max_phrases: int, margin: float, none: int = -1) -> Evidence:
+        """The phrases with the most evidence for `label`, and the strongest cue (above `margin`) for
+        another label outside them; `none` (the none label's index, -1: none) is never that cue."""
         words, grams = self.grams(text)
         chosen = [
             (i, e)
@@ -133,24 +156,39 @@ class Teacher:
             )
         ]
         spans = [" ".join(words[i:e]) for i, e in merge_adjacent(chosen)]
-        contrary = None
+        contrary = self.strongest_cue(words, grams, {label, none}, chosen, margin)
+        return Evidence(spans=spans, contrary=contrary)
+
+    def strongest_cue(
+        self,
+        words: list[str],
+        grams: list[tuple[float, int, int, int]],
+        skip: set[int],
+        chosen: list[tuple[int, int]],
+        margin: float,
+    ) -> tuple[str, int] | None:
+        """(phrase, label) of the gram with the most evidence, above `margin`, for a label not in
+        `skip`, among those not overlapping a `chosen` span; the first such gram on a tie."""
+        cue = None
         best = margin
         for v, i, e, j in grams:
             if any(i < ce and cs < e for cs, ce in chosen):
                 continue
             for other in range(self.relative.shape[0]):
                 s = v * self.relative[other, j]
-                if other != label and s > best:
-                    best, contrary = s, (" ".join(words[i:e]), other)
-        return Evidence(spans=spans, contrary=None if contrary is None else (contrary[0], contrary[1]))
+                if other not in skip and s > best:
+                    best, cue = s, (" ".join(words[i:e]), other)
+        return cue
 
-    def survey(self, text: str, max_phrases: int) -> list[tuple[str, int]]:
-        """The 1-`max_phrases` phrases with the most evidence for any label, each with that label,
-        in text order; the gold label plays no part in the choice."""
+    def survey(self, text: str, max_phrases: int, none: int = -1) -> list[tuple[str, int]]:
+        """The 1-`max_phrases` phrases with the most evidence for any label but `none`, each with
+        that label, in text order; the gold label plays no part in the choice."""
         words, grams = self.grams(text)
         scored: list[tuple[float, int, int, int]] = []
         for v, i, e, j in grams:
             contrib = v * self.relative[:, j]
+            if none >= 0:
+                contrib[none] = -np.inf
             best = int(np.argmax(contrib))
             scored.append((float(contrib[best]), i, e, best))
         return [(" ".join(words[i:e]), label) for i, e, label in sorted(strongest(scored, max_phrases))]
@@ -210,6 +248,16 @@ def render(
     return body.removesuffix(".") + tail
 
 
+def render_none(
+    reason: str, label: str, style: str, cue: tuple[str, int] | None, labels: Sequence[str]
+) -> str:
+    """The reasoning of a row of the none label: why nothing in it carries another label."""
+    body = NONE[style].format(reason=reason, label=label)
+    if cue is None:
+        return body
+    return body.removesuffix(".") + NONE_CUE.format(quote=cue[0], other=labels[cue[1]])
+
+
 def render_survey(cues: list[tuple[str, int]], label: str, labels: Sequence[str], seed: int, key: str) -> str:
     if not cues:
         return SURVEY_NO_CUE.format(label=label)
@@ -220,10 +268,15 @@ def render_survey(cues: list[tuple[str, int]], label: str, labels: Sequence[str]
 class EvidenceReasoningGenerator:
     name = "evidence"
 
-    def __init__(self, cfg: EvidenceConfig, seed: int, labels: Sequence[str]) -> None:
+    def __init__(self, cfg: EvidenceConfig, seed: int, labels: Sequence[str], none: str = "") -> None:
+        """`labels` as the reasoning writes them, in the order of the label set; `none` the one of
+        them that means "none of the others" ("": the set has none)."""
         if cfg.style not in ("gold", "lead", "survey"):
             raise ValueError(f"rgen.evidence.style must be gold, lead or survey, got {cfg.style!r}")
+        if none and none not in labels:
+            raise ValueError(f"labels.none: {none!r} is not one of the labels ({', '.join(labels)})")
         self.cfg, self.seed, self.labels = cfg, seed, list(labels)
+        self.none = self.labels.index(none) if none else -1
         self.teachers: list[Teacher] = []
         self.full: Teacher | None = None
         self.fold_of: dict[str, int] = {}
@@ -239,13 +292,15 @@ class EvidenceReasoningGenerator:
         for k, idx in enumerate(folds):
             mask = np.ones(len(train), dtype=bool)
             mask[idx] = False
-            teacher = Teacher(self.seed).fit([texts[i] for i in np.flatnonzero(mask)], y[mask])
+            teacher = Teacher(self.seed, len(self.labels)).fit(
+                [texts[i] for i in np.flatnonzero(mask)], y[mask]
+            )
             teacher.trained_keys = frozenset(train[i].key for i in np.flatnonzero(mask))
             held_out_correct += int((teacher.predict([texts[i] for i in idx]) == y[idx]).sum())
             self.teachers.append(teacher)
             for i in idx:
                 self.fold_of[train[i].key] = k
-        self.full = Teacher(self.seed).fit(texts, y)
+        self.full = Teacher(self.seed, len(self.labels)).fit(texts, y)
         self.full.trained_keys = frozenset(it.key for it in train)
         self.stats["teacher_cross_fit_accuracy"] = held_out_correct / len(train)
 
@@ -259,11 +314,22 @@ class EvidenceReasoningGenerator:
         out = []
         for it in items:
             teacher = self.teacher_for(it.key)
+            label = self.labels.index(it.label)
+            if label == self.none:
+                out.append(self.none_reasoning(teacher, it.text))
+                continue
             if self.cfg.style == "survey":
-                cues = teacher.survey(it.text, self.cfg.max_phrases)
+                cues = teacher.survey(it.text, self.cfg.max_phrases, self.none)
                 out.append(render_survey(cues, it.label, self.labels, self.seed, it.key))
                 continue
-            label = self.labels.index(it.label)
-            ev = teacher.evidence(it.text, label, self.cfg.max_phrases, self.cfg.contrary_margin)
+            ev = teacher.evidence(it.text, label, self.cfg.max_phrases, self.cfg.contrary_margin, self.none)
             out.append(render(ev, it.label, self.labels, self.seed, it.key, lead=self.cfg.style == "lead"))
         return out
+
+    def none_reasoning(self, teacher: Teacher, text: str) -> str:
+        """A row of the none label: the configured sentence, and the strongest cue for another label
+        where one clears `contrary_margin` (the most the text has, and not enough)."""
+        words, grams = teacher.grams(text)
+        cue = teacher.strongest_cue(words, grams, {self.none}, [], self.cfg.contrary_margin)
+        label = self.labels[self.none]
+        return render_none(self.cfg.none_reasoning, label, self.cfg.style, cue, self.labels)
