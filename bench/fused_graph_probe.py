@@ -32,12 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
 
 import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto  # noqa: E402
-from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 
 from because_train.data import load_labelled  # noqa: E402
 from because_train.decode import Decoded, Forward, decode_batch  # noqa: E402
 from because_train.fused_graph import LlamaShape, fused_forward, write_fused_graph  # noqa: E402
+from because_train.graphs import quantize_int8  # noqa: E402
 from because_train.package import Package, load_package  # noqa: E402
 from because_train.runtime import onnx_forward  # noqa: E402
 
@@ -56,14 +55,7 @@ def build_models(package: Path, out: Path) -> Models:
     fused = write_fused_graph(package, out / "fused.onnx")
     models = Models(package / "model.onnx", fused, out / "current-int8.onnx", out / "fused-int8.onnx")
     for src, dst in ((models.current, models.current_int8), (models.fused, models.fused_int8)):
-        quantize_dynamic(
-            src,
-            dst,
-            op_types_to_quantize=["MatMul"],
-            weight_type=QuantType.QInt8,
-            # ONNX shape inference does not know the contrib ops: the fused graph's types are float.
-            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
-        )
+        quantize_int8(src, dst)
     return models
 
 

@@ -145,11 +145,22 @@ function pickOnce(
   if (best < 0) return null
   const next = allowed(ctx, state, best, repeatOk)
   if (next) return { token: best, state: next }
-  // Rare path: walk the rest in order (logit descending, id ascending), as decode.py does.
+  // Otherwise walk the rest in order (logit descending, id ascending), as decode.py does. Inside a
+  // quotation this happens on most steps, and the allowed token is nearly always among the next few:
+  // a scan for the next one in that order costs far less than sorting the whole vocabulary.
+  let prev = best
+  for (let k = 0; k < LAZY_SCANS; k++) {
+    const t = nextInOrder(logits, offset, size, ctx.banned, prev)
+    if (t < 0) return null
+    const s = allowed(ctx, state, t, repeatOk)
+    if (s) return { token: t, state: s }
+    prev = t
+  }
+  const pv = logits[offset + prev]!
   const order: number[] = []
   for (let i = 0; i < size; i++) {
     const v = logits[offset + i]!
-    if (i !== best && v > -Infinity && !ctx.banned.has(i)) order.push(i)
+    if (v > -Infinity && (v < pv || (v === pv && i > prev)) && !ctx.banned.has(i)) order.push(i)
   }
   order.sort((a, b) => logits[offset + b]! - logits[offset + a]! || a - b)
   for (const t of order) {
@@ -157,6 +168,28 @@ function pickOnce(
     if (s) return { token: t, state: s }
   }
   return null
+}
+
+/** Successive-maximum scans `pickOnce` tries before it sorts what is left. */
+const LAZY_SCANS = 16
+
+/**
+ * The token after `prev` in the order logit descending, id ascending (banned ids, -Infinity and NaN
+ * left out); -1 when none is left.
+ */
+function nextInOrder(logits: Float32Array, offset: number, size: number, banned: ReadonlySet<number>, prev: number): number {
+  const pv = logits[offset + prev]!
+  let next = -1
+  let nextValue = -Infinity
+  for (let i = 0; i < size; i++) {
+    const v = logits[offset + i]!
+    if (!(v > nextValue) || v > pv || (v === pv && i <= prev)) continue
+    if (!banned.has(i)) {
+      next = i
+      nextValue = v
+    }
+  }
+  return next
 }
 
 /**

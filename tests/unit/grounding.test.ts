@@ -197,6 +197,31 @@ describe('pickGrounded', () => {
     const open = inside('hap')
     expect(pickGrounded(logits({ 1: 9, 3: 8 }), 0, V, ctx, open)).toEqual({ token: 1, state: open })
   })
+  it('walks the candidates in the order a full sort gives, however far down the first allowed one is', () => {
+    // A vocabulary of `n` tokens where only `ok` spell grounded text ("happy"); the rest stray ("sad").
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 60 }),
+        fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 60, maxLength: 60 }),
+        fc.uniqueArray(fc.integer({ min: 2, max: 59 }), { maxLength: 3 }),
+        fc.uniqueArray(fc.integer({ min: 2, max: 59 }), { maxLength: 8 }),
+        (n, values, ok, banned) => {
+          const big: GroundingContext = {
+            source: utf8('so happy'),
+            tokenBytes: Array.from({ length: n }, (_, i) => utf8(i === 1 ? '<|label|>' : ok.includes(i) ? 'happy' : 'sad')),
+            banned: new Set([0, ...banned]),
+            marker: 1,
+          }
+          const row = Float32Array.from(values.slice(0, n), (v, i) => (i === 1 ? -Infinity : v))
+          const order = [...row.keys()].filter((i) => row[i]! > -Infinity && !big.banned.has(i))
+          order.sort((a, b2) => row[b2]! - row[a]! || a - b2)
+          const expected = order.find((i) => ok.includes(i)) ?? 1
+          expect(pickGrounded(row, 0, n, big, inside('')).token).toBe(expected)
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
 })
 
 describe('repeated quotations', () => {

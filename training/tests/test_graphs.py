@@ -174,13 +174,19 @@ def _numbers(**drops: float) -> dict:
     ],
 )
 def test_default_graph_rule(drops, default):
-    name, reason = choose_default_graph(_numbers(**drops))
+    name, reason = choose_default_graph(_numbers(**drops), int8_batch_invariant=True)
     assert name == default
     assert reason.startswith(f"{default} is the default")
     if default == "fused-fp32":
         worst = max(drops, key=lambda s: drops[s])
         assert worst in reason and f"{100 * drops[worst]:.2f} points" in reason
     assert ACCURACY_MARGIN == 0.005
+
+
+def test_int8_is_never_the_default_while_its_answers_depend_on_the_batch():
+    name, reason = choose_default_graph(_numbers(dair=0.0, goemotions=-0.01))
+    assert name == "fused-fp32"
+    assert "batched beside it" in reason and "0.00 points on dair" in reason
 
 
 def test_default_graph_rule_needs_a_source():
