@@ -21,13 +21,34 @@ ROWS = 100
 CHANGED = {"graphs", "default_graph", "files", "metrics", "provenance"}
 
 
+def copy_without_graphs(src, dst):
+    """A copy of package `src` as export wrote packages before graphs existed: model.onnx only, no
+    `graphs`, `default_graph`, graph metrics or parity, and no Graphs section in the card."""
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    for name in ("model.fused.onnx", "model.fused-int8.onnx"):
+        (dst / name).unlink(missing_ok=True)
+        m["files"].pop(name, None)
+    m.pop("graphs", None)
+    m.pop("default_graph", None)
+    m.get("metrics", {}).pop("graphs", None)
+    m.get("provenance", {}).get("parity", {}).pop("fused_fp32_vs_reference", None)
+    card = (dst / "MODEL_CARD.md").read_text()
+    if "## Graphs\n" in card:
+        card = card[: card.index("## Graphs\n")] + card[card.index("## How it was trained") :]
+        (dst / "MODEL_CARD.md").write_text(card)
+        if "MODEL_CARD.md" in m["files"]:
+            m["files"]["MODEL_CARD.md"] = sha256_file(dst / "MODEL_CARD.md")
+    (dst / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    return dst
+
+
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
     """(copy of emotion-qra-natural after `graphs --package --data`, the manifest before, the data file)."""
     tmp = tmp_path_factory.mktemp("graphs")
     before_hash = sha256_file(QRA / "manifest.json")
-    pkg = tmp / "emotion-qra-natural"
-    shutil.copytree(QRA, pkg)
+    pkg = copy_without_graphs(QRA, tmp / "emotion-qra-natural")
     data = tmp / "validation-dair.jsonl"
     lines = shared_file("emotion", "validation.jsonl").read_text(encoding="utf-8").splitlines()
     data.write_text("\n".join(lines[:ROWS]) + "\n", encoding="utf-8")
@@ -89,7 +110,8 @@ def test_every_graph_loads_and_a_wrong_one_names_them(staged):
         assert (p.graph, p.layout) == (name, layout)
     with pytest.raises(PackageError, match="no graph 'int4'; the package has fp32, fused-fp32, fused-int8"):
         load_package(pkg, graph="int4")
-    assert load_package(QRA).graph == "fp32"  # a package without `graphs`
+    bare = copy_without_graphs(QRA, pkg.parent / "bare")
+    assert load_package(bare).graph == "fp32"  # a package without `graphs`
 
 
 def test_gqa_forward_matches_the_optimum_forward(staged):
@@ -138,8 +160,7 @@ def test_evaluate_on_the_fused_graphs_gives_the_fp32_answers(staged):
 
 
 def test_stage_without_data_writes_the_graphs_and_decides_nothing(tmp_path):
-    pkg = tmp_path / "p"
-    shutil.copytree(QRA, pkg)
+    pkg = copy_without_graphs(QRA, tmp_path / "p")
     result = run_cli("graphs", "--package", str(pkg))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "default_graph not decided" in result.stderr
