@@ -17,8 +17,9 @@ let prompts: number[][]
 
 beforeAll(async () => {
   const pkg = await loadPackage(QRA)
-  const loaded = (await loadModel(pkg, 'cpu', 1)).model
-  if (loaded.layout !== 'optimum') throw new Error(`${QRA} serves a ${loaded.layout} graph by default; this test feeds the optimum layout`)
+  // This test feeds the optimum layout: the reference graph, whatever the package's default.
+  const loaded = (await loadModel(pkg, 'cpu', 1, { graph: 'fp32' })).model
+  if (loaded.layout !== 'optimum') throw new Error(`${QRA}'s fp32 graph is ${loaded.layout}, not optimum`)
   model = loaded
   prompts = ['i feel happy', 'i am so very angry at all of them today', 'scared'].map((t) => pkg.tokenizer.encoder.encode(t).ids)
 })

@@ -122,7 +122,14 @@ describe('/info and start-up', () => {
     await expect(startTestService({ models: [pkg], graph: 'fused-fp16' })).rejects.toThrow(
       `model ${pkg}: --graph "fused-fp16": package emotion-qra-natural has no such graph; its graphs: fp32, fused-fp32, fused-int8`,
     )
-    await expect(startTestService({ models: [QRA], graph: 'fused-int8' })).rejects.toThrow(/package emotion-qra-natural has no such graph; its graphs: fp32$/)
+    // A package without `graphs` (as packages were before them) has only fp32.
+    const bare = join(tmp, 'bare')
+    cpSync(pkg, bare, { recursive: true })
+    const m = JSON.parse(readFileSync(join(bare, 'manifest.json'), 'utf8')) as Record<string, any>
+    delete m.graphs
+    delete m.default_graph
+    writeFileSync(join(bare, 'manifest.json'), JSON.stringify(m))
+    await expect(startTestService({ models: [bare], graph: 'fused-int8' })).rejects.toThrow(/package emotion-qra-natural has no such graph; its graphs: fp32$/)
   })
 
   it('refuses a bad graphs entry (one line naming the field) and a graph whose I/O is not its declared layout', async () => {

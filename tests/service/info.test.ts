@@ -8,7 +8,7 @@ import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/http/app.js'
 import type { ServedModel } from '../../src/http/service.js'
-import { readManifest, sha256File } from '../../src/model/manifest.js'
+import { readManifest, selectGraph, sha256File } from '../../src/model/manifest.js'
 import type { RunningService } from '../../src/server.js'
 import { LABELS, QA, QRA, post, startTestService } from '../support/service.js'
 
@@ -44,7 +44,8 @@ describe('GET /info', () => {
     expect(info.models.map((m) => m.id)).toEqual(['emotion-qra-natural', 'emotion-qa-natural'])
     for (const [i, dir] of [QRA, QA].entries()) {
       const manifest = await readManifest(dir)
-      const sha = await sha256File(`${dir}/${manifest.onnx.file}`)
+      const graph = selectGraph(manifest, null)
+      const sha = await sha256File(`${dir}/${graph.file}`)
       expect(info.models[i]).toEqual({
         id: manifest.id,
         kind: manifest.kind,
@@ -55,9 +56,9 @@ describe('GET /info', () => {
           max_input_tokens: manifest.limits.max_input_tokens,
           max_reasoning_tokens: manifest.limits.max_reasoning_tokens,
         },
-        graph: 'fp32',
-        layout: 'optimum',
-        dtype: 'float32',
+        graph: graph.name,
+        layout: graph.layout,
+        dtype: graph.dtype,
         onnx_sha256: sha,
         calibration: { method: 'temperature', temperature: manifest.calibration!.temperature },
         device: 'cpu',
