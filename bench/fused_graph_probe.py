@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "training"))
 import onnxruntime as ort  # noqa: E402
 
 from because_train.data import load_labelled  # noqa: E402
-from because_train.decode import Decoded, Forward, decode_batch  # noqa: E402
+from because_train.decode import Decoded, Forward  # noqa: E402
 from because_train.fused_graph import LlamaShape, fused_forward, write_fused_graph  # noqa: E402
 from because_train.graphs import quantize_int8  # noqa: E402
 from because_train.package import Package, load_package  # noqa: E402
@@ -247,21 +247,7 @@ def real_prompts(pkg: Package, data: Path, n: int) -> tuple[list[list[int]], lis
 def decode_all(
     pkg: Package, forward: Forward, text_ids: list[list[int]], prompts: list[list[int]]
 ) -> list[Decoded]:
-    spec, m = pkg.spec, pkg.manifest
-    return decode_batch(
-        forward,
-        prompts,
-        kind=pkg.kind,
-        marker=spec.specials["marker"],
-        banned=spec.banned_in_reasoning,
-        label_ids=[ids[0] for ids in spec.label_ids],
-        max_reasoning=m["limits"]["max_reasoning_tokens"],
-        pad=spec.specials["pad"],
-        sources=[spec.source_bytes(ids) for ids in text_ids],
-        token_bytes=spec.token_bytes,
-        temperature=pkg.temperature,
-        scores_at_first_label=pkg.scores_at_first_label,
-    )
+    return pkg.decode(forward, text_ids)
 
 
 def teacher_forced_argmax(

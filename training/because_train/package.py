@@ -92,6 +92,27 @@ class Package:
             return gqa_forward(self.session, self.path / "config.json", capacity)
         return onnx_forward(self.session, o["num_layers"], o["num_kv_heads"], o["head_dim"])
 
+    def decode(self, forward: Any, text_ids: list[list[int]]) -> list[Any]:
+        """`decode.decode_batch` of the texts `text_ids` as the service decodes them: grounded
+        quoting against each text, calibrated label scores, through `forward`."""
+        from because_train.decode import decode_batch
+
+        spec = self.spec
+        return decode_batch(
+            forward,
+            [spec.prompt_ids(ids) for ids in text_ids],
+            kind=self.kind,
+            marker=spec.specials["marker"],
+            banned=spec.banned_in_reasoning,
+            label_ids=[ids[0] for ids in spec.label_ids],
+            max_reasoning=self.manifest["limits"]["max_reasoning_tokens"],
+            pad=spec.specials["pad"],
+            sources=[spec.source_bytes(ids) for ids in text_ids],
+            token_bytes=spec.token_bytes,
+            temperature=self.temperature,
+            scores_at_first_label=self.scores_at_first_label,
+        )
+
 
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
     for name, digest in manifest["files"].items():

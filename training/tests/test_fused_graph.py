@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from because_train.data import load_labelled
-from because_train.decode import decode_batch
 from because_train.fused_graph import (
     FusedRunner,
     LlamaShape,
@@ -185,23 +184,7 @@ def test_decoding_through_the_fused_graph_gives_the_same_answers(fused, name):
     prompts = [spec.prompt_ids(ids) for ids in text_ids]
     cap = max(map(len, prompts)) + m["limits"]["max_reasoning_tokens"] + 2
 
-    def run(forward):
-        return decode_batch(
-            forward,
-            prompts,
-            kind=pkg.kind,
-            marker=spec.specials["marker"],
-            banned=spec.banned_in_reasoning,
-            label_ids=[ids[0] for ids in spec.label_ids],
-            max_reasoning=m["limits"]["max_reasoning_tokens"],
-            pad=spec.specials["pad"],
-            sources=[spec.source_bytes(ids) for ids in text_ids],
-            token_bytes=spec.token_bytes,
-            temperature=pkg.temperature,
-            scores_at_first_label=pkg.scores_at_first_label,
-        )
-
-    want, got = run(pkg.forward()), run(fused_forward(session, shape, cap))
+    want, got = pkg.decode(pkg.forward(), text_ids), pkg.decode(fused_forward(session, shape, cap), text_ids)
     for w, g in zip(want, got, strict=True):
         assert g.reasoning_ids == w.reasoning_ids and g.label == w.label and g.forced == w.forced
         assert np.abs(g.scores - w.scores).max() <= 1e-4
