@@ -285,10 +285,13 @@ describe('the wire format (raw HTTP)', () => {
 
   it('a client that hangs up mid-stream cancels its sequence, and requests are counted per route', async () => {
     const engine = svc.engines[0]!
-    // Hang up right after the first reasoning delta, while the sequence still runs (a loaded
-    // machine may finish a short reasoning first: then try another text).
+    const rejected = async (): Promise<number> =>
+      metricValue(await (await fetch(`${url}/metrics`, { headers: auth })).text(), 'because_rejections_total', '{reason="client_closed_request"}') ?? 0
+    // Hang up right after the first reasoning delta, while the sequence still runs. A fast graph can
+    // finish a short reasoning before the hang-up lands (then it is no rejection): try another text.
     let hungUp = false
     for (let attempt = 0; attempt < 5 && !hungUp; attempt++) {
+      const before = await rejected()
       const controller = new AbortController()
       const content = `i feel like everything is falling apart around me and nobody cares ${attempt}`
       const res = await chat({ model: 'emotion-qra-natural', messages: [{ role: 'user', content }], stream: true }, auth, { signal: controller.signal })
@@ -299,15 +302,19 @@ describe('the wire format (raw HTTP)', () => {
         if (done) break
         seen += new TextDecoder().decode(value)
       }
-      hungUp = engine.numInFlight === 1
       controller.abort()
       const t = performance.now()
       while (engine.numInFlight > 0 && performance.now() - t < 3000) await new Promise((r) => setTimeout(r, 10))
       expect(engine.numInFlight).toBe(0)
+      // The rejection is counted when the server sees the closed stream, which may be after the
+      // engine has let the sequence go.
+      while (!hungUp && performance.now() - t < 3000) {
+        hungUp = (await rejected()) > before
+        if (!hungUp) await new Promise((r) => setTimeout(r, 20))
+      }
     }
     expect(hungUp).toBe(true)
     const m = await (await fetch(`${url}/metrics`, { headers: auth })).text()
-    expect(metricValue(m, 'because_rejections_total', '{reason="client_closed_request"}')).toBeGreaterThanOrEqual(1)
     expect(metricValue(m, 'because_http_requests_total', '{route="/v1/chat/completions",method="POST",status="200"}')).toBeGreaterThan(0)
     expect(metricValue(m, 'because_http_requests_total', '{route="/v1/models",method="GET",status="200"}')).toBeGreaterThan(0)
   })

@@ -212,7 +212,8 @@ def evaluate_model(
         for src in sources
     }
     # Model selection weighs every register alike: pooled accuracy would be mostly the largest set.
-    metrics["selection"] = float(np.mean([metrics["per_source"][s]["accuracy"] for s in sources]))
+    metric = config.train.selection
+    metrics["selection"] = float(np.mean([metrics["per_source"][s][metric] for s in sources]))
     return metrics
 
 
@@ -464,7 +465,7 @@ def train(config: Config, kind: str, augmented: Path) -> Path:
         },
     )
     log.info(
-        f"[{kind}] best selection score (mean per-source accuracy) {state['best']:.4f} at epoch {state['best_epoch']}"
+        f"[{kind}] best selection score (mean per-source {config.train.selection}) {state['best']:.4f} at epoch {state['best_epoch']}"
     )
     return out
 

@@ -12,8 +12,8 @@ def test_unknown_key_names_the_key_and_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize("value", [True, False])
-def test_quantize_is_refused_int8_is_not_supported(value: bool) -> None:
-    with pytest.raises(ValueError, match="config.export.quantize: int8 export is not supported yet"):
+def test_quantize_is_refused_int8_ships_as_a_graph(value: bool) -> None:
+    with pytest.raises(ValueError, match="config.export.quantize: int8 is a graph every package ships"):
         load_config(None, {"export.quantize": value})
 
 
@@ -23,3 +23,10 @@ def test_one_scratch_size_table_with_the_embedded_models_tiny() -> None:
     assert scratch_size("HuggingFaceTB/SmolLM2-135M") is None
     with pytest.raises(ValueError, match="rgen.llm.base: unknown scratch size 'huge'"):
         scratch_size("scratch:huge", "rgen.llm.base")
+
+
+def test_selection_metric_is_accuracy_or_macro_f1() -> None:
+    assert load_config(None).train.selection == "accuracy"
+    assert load_config(None, {"train.selection": "macro_f1"}).train.selection == "macro_f1"
+    with pytest.raises(ValueError, match="config.train.selection: 'f1'; expected one of accuracy, macro_f1"):
+        load_config(None, {"train.selection": "f1"})
