@@ -1,9 +1,8 @@
 /**
  * @module
- * The fused `gqa`-layout graph's passes. Its GroupQueryAttention reads the past from, and writes
- * each new key and value into, the very buffer it is given as both `past_key_values.*` and
- * `present.*` (gqa-forward.ts), so the cache is the slot buffer of kv-cache.ts and no pass copies
- * it in JS:
+ * The fused `gqa`-layout graph's passes. A pass reads the past from row ranges of the slot buffer
+ * of kv-cache.ts and leaves each new key and value at its row's next slots (gqa-forward.ts: the
+ * graph's `new.*` outputs copied there, or the op writing in place), so no pass copies the cache:
  *
  * - prefill: the admitted prompts run, right-padded, straight into fresh rows after the running
  *   ones (`rows(numRows, n)`): their KV is in place when the pass returns, and they are counted

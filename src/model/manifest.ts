@@ -19,7 +19,7 @@ const tokenId = z.number().int().nonnegative()
  * The I/O layouts a graph may have (docs/model-package.md, "ONNX graph"): `optimum` takes
  * `attention_mask` and `position_ids` and returns logits for every position and `past + new` as
  * `present`; `gqa` is the fused GroupQueryAttention graph (right-padded prefill, `seqlens_k`,
- * `total_sequence_length`, logits at each row's last position, the cache written in place).
+ * `total_sequence_length`, logits at each row's last position, each pass's new keys and values as `new.*`).
  */
 export const GRAPH_LAYOUTS = ['optimum', 'gqa'] as const
 export type GraphLayout = (typeof GRAPH_LAYOUTS)[number]

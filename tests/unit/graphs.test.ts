@@ -9,6 +9,7 @@ import { parseConfig } from '../../src/config.js'
 import { planGqaDecode, planGqaPrefill } from '../../src/engine/gqa-feeds.js'
 import { ManifestSchema, PackageError, checkManifest, packageGraphs, selectGraph } from '../../src/model/manifest.js'
 import type { Manifest } from '../../src/model/manifest.js'
+import { newPositions, writeNewPositions } from '../../src/model/gqa-forward.js'
 import { graphIoProblem } from '../../src/model/session.js'
 import { QRA } from '../support/service.js'
 
@@ -144,5 +145,36 @@ describe('gqa feeds', () => {
     expect(() => planGqaDecode([1, 2], [511, 3], 512)).not.toThrow()
     expect(() => planGqaDecode([1, 2], [512, 3], 512)).toThrow(/513 tokens exceeds/)
     expect(() => planGqaDecode([1], [3, 4], 512)).toThrow(/1 tokens for 2 rows/)
+  })
+})
+
+describe('new keys and values into the cache', () => {
+  it('a prefill\'s rows start at slot 0 with their own lengths; a decode row writes one token at its past', () => {
+    const prefill = planGqaPrefill([[5, 6, 7], [8], [9, 10]], 2, 512)
+    expect([0, 1, 2].map((b) => newPositions(prefill, b))).toEqual([{ start: 0, count: 3 }, { start: 0, count: 1 }, { start: 0, count: 2 }])
+    const decode = planGqaDecode([11, 12], [30, 7], 512)
+    expect([0, 1].map((b) => newPositions(decode, b))).toEqual([{ start: 30, count: 1 }, { start: 7, count: 1 }])
+    // One row continuing with several tokens after a past of 4: seqlens_k = 4 + 3 - 1, total 7 != seq.
+    expect(newPositions({ seq: 3, seqlensK: Int32Array.of(6), totalSequenceLength: 7 }, 0)).toEqual({ start: 4, count: 3 })
+  })
+
+  it('copies each real token, head by head, into [row, head, slot, dim] and leaves the padding and the rest alone', () => {
+    const heads = 2, dim = 3, capacity = 4
+    const x = { ...planGqaPrefill([[5, 6], [7]], 0, 512), capacity }
+    // fresh[b, s, h * dim + d] = 1000 b + 100 s + 10 h + d
+    const fresh = new Float32Array(x.batch * x.seq * heads * dim)
+    for (let b = 0; b < x.batch; b++) for (let s = 0; s < x.seq; s++) for (let h = 0; h < heads; h++) for (let d = 0; d < dim; d++) fresh[((b * x.seq + s) * heads + h) * dim + d] = 1000 * b + 100 * s + 10 * h + d
+    const cache = new Float32Array(x.batch * heads * capacity * dim).fill(-1)
+    writeNewPositions(cache, fresh, x, heads, dim)
+    const at = (b: number, h: number, slot: number) => [...cache.subarray(((b * heads + h) * capacity + slot) * dim, ((b * heads + h) * capacity + slot + 1) * dim)]
+    expect(at(0, 1, 1)).toEqual([110, 111, 112])
+    expect(at(1, 0, 0)).toEqual([1000, 1001, 1002])
+    expect(at(1, 1, 1)).toEqual([-1, -1, -1]) // row 1's padded token
+    expect(at(0, 0, 2)).toEqual([-1, -1, -1])
+    const step = { ...planGqaDecode([1, 2], [2, 1], 512), capacity }
+    writeNewPositions(cache, Float32Array.from({ length: 2 * heads * dim }, (_, i) => 7000 + i), step, heads, dim)
+    expect(at(0, 1, 2)).toEqual([7003, 7004, 7005])
+    expect(at(1, 0, 1)).toEqual([7006, 7007, 7008])
+    expect(at(0, 1, 1)).toEqual([110, 111, 112])
   })
 })

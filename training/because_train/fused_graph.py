@@ -2,11 +2,13 @@
 
 `model.onnx` (export.py) is a TorchScript trace: about 455 nodes after ONNX Runtime's own
 optimisation, most of them shape glue around 38 MatMuls, a Concat of past + new into `present`
-every step, and logits for every position. This module writes the same model as about 50 nodes:
+every step, and logits for every position. This module writes the same model as about 75 nodes:
 
     Gather (embedding)
-    per layer: [Skip]SimplifiedLayerNormalization -> MatMul (packed Q|K|V)
-               -> GroupQueryAttention (rotary inside, KV cache inside) -> MatMul (o_proj)
+    positions: each new token's position, from seqlens_k and total_sequence_length (a few nodes)
+    per layer: [Skip]SimplifiedLayerNormalization -> MatMul (packed Q|K|V) -> Split
+               -> RotaryEmbedding (Q), RotaryEmbedding (K) -> GroupQueryAttention (KV cache inside)
+               -> MatMul (o_proj)
                -> SkipSimplifiedLayerNormalization -> MatMul (packed gate|up) -> Split
                -> Sigmoid, Mul, Mul (SiLU gate) -> MatMul (down_proj)
     the last layer's o_proj and MLP, the final norm and the lm_head run on each row's last
@@ -29,10 +31,14 @@ I/O contract (B rows, S new tokens per row, L layers, KV heads 2, head dim 64, V
   outputs
     logits                     float32 [B, V]   at each row's last real position
     present.{i}.key|value      float32 [B, 2, max(P, total_sequence_length), 64]
+    new.{i}.key|value          float32 [B, S, 2 * 64]  this pass's keys (rotated) and values, the
+                                                        row's real tokens first (padding after them)
 
   No attention_mask and no position_ids: GroupQueryAttention takes each row's length from
-  seqlens_k, masks causally and beyond the row's length, and applies rotary at positions
-  past_b .. past_b + new_b - 1 (so a row's first token always has position 0).
+  seqlens_k and masks causally and beyond the row's length; rotary is applied at positions
+  past_b .. past_b + new_b - 1 (so a row's first token always has position 0), by RotaryEmbedding
+  before the op rather than inside it (do_rotary=1 computes the same numbers) so that the rotated
+  keys can be outputs.
 
   Prefill (several prompts of different lengths, no past): S = the longest prompt, shorter ones
   right-padded; seqlens_k[b] = len_b - 1; total_sequence_length = S (it must equal S: that is how
@@ -50,6 +56,9 @@ I/O contract (B rows, S new tokens per row, L layers, KV heads 2, head dim 64, V
   op sees past == present and only writes the new positions. Without sharing it copies each row's
   past into a fresh present of length max(P, total) (zero-filled beyond the row's length): the
   present can then be fed back as the next past (it grows by one slot per step when full).
+  Own cache instead (what the service does, since onnxruntime-node copies every fetched output and
+  `present` is the whole cache): feed the cache as the past, fetch only logits and `new.*`, and
+  copy each row's new_b new keys and values into slots past_b .. past_b + new_b - 1 of the cache.
   Positions are limited by the rotary caches (`max_position_embeddings`, 512 for the packages).
 """
 
@@ -250,21 +259,63 @@ def _last_index(b: _Builder) -> str:
     return idx
 
 
-def _attention(b: _Builder, i: int, h: str, w: LayerWeights, shape: LlamaShape) -> str:
-    """Packed Q|K|V projection and GroupQueryAttention of layer i; returns the attention output."""
+def _positions(b: _Builder) -> str:
+    """[B, S] int64: the position of each new token, past_b + s. A first prompt (total_sequence_length
+    == S, right-padded) starts every row at 0; otherwise row b's past is seqlens_k[b] + 1 - S."""
+    (s,) = b.node("Shape", ["input_ids"], ["pos.seq_len"], start=1, end=2)
+    (s32,) = b.node("Cast", [s], ["pos.seq_len_i32"], to=TensorProto.INT32)
+    (first,) = b.node("Equal", ["total_sequence_length", s32], ["pos.first_prompt"])
+    (k1,) = b.node("Add", ["seqlens_k", b.const("one_i32", np.array([1], dtype=np.int32))], ["pos.k1"])
+    (past,) = b.node("Sub", [k1, s32], ["pos.past_if_cached"])
+    zero = b.const("zero_i32", np.array([0], dtype=np.int32))
+    (base,) = b.node("Where", [first, zero, past], ["pos.past"])
+    (base64,) = b.node("Cast", [base], ["pos.past_i64"], to=TensorProto.INT64)
+    (col,) = b.node(
+        "Unsqueeze", [base64, b.const("axis_1b", np.array([1], dtype=np.int64))], ["pos.past_col"]
+    )
+    scalar = b.node("Squeeze", [s], ["pos.seq_len_scalar"])[0]
+    zero64 = b.const("zero_i64", np.array(0, dtype=np.int64))
+    one64 = b.const("one_i64_scalar", np.array(1, dtype=np.int64))
+    (steps,) = b.node("Range", [zero64, scalar, one64], ["pos.steps"])
+    (pos,) = b.node("Add", [col, steps], ["position_ids"])
+    return pos
+
+
+def _attention(b: _Builder, i: int, h: str, w: LayerWeights, shape: LlamaShape, pos: str) -> str:
+    """Q|K|V projection, rotary on Q and K, and GroupQueryAttention of layer i; the rotated keys
+    and the values of the new tokens are graph outputs (`new.{i}.*`), so a caller can keep its own
+    cache without fetching the whole `present`. Returns the attention output."""
     wqkv = b.const(f"l{i}.qkv", np.concatenate([w.q, w.k, w.v], axis=1))
     (qkv,) = b.node("MatMul", [h, wqkv], [f"l{i}.qkv_out"])
+    hd, kvd = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    sizes = b.const(f"l{i}.qkv_split", np.array([hd, kvd, kvd], dtype=np.int64))
+    q, k, v = b.node("Split", [qkv, sizes], [f"l{i}.q", f"l{i}.k", f"new.{i}.value"], axis=-1)
+    (q,) = b.node(
+        "RotaryEmbedding",
+        [q, pos, "cos_cache", "sin_cache"],
+        [f"l{i}.q_rot"],
+        domain=MS,
+        interleaved=0,
+        num_heads=shape.heads,
+    )
+    (k,) = b.node(
+        "RotaryEmbedding",
+        [k, pos, "cos_cache", "sin_cache"],
+        [f"new.{i}.key"],
+        domain=MS,
+        interleaved=0,
+        num_heads=shape.kv_heads,
+    )
     past = [f"past_key_values.{i}.{t}" for t in KEY_VALUE]
     present = [f"present.{i}.{t}" for t in KEY_VALUE]
     (attn, *_) = b.node(
         "GroupQueryAttention",
-        [qkv, "", "", *past, "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"],
+        [q, k, v, *past, "seqlens_k", "total_sequence_length"],
         [f"l{i}.attn", *present],
         domain=MS,
         num_heads=shape.heads,
         kv_num_heads=shape.kv_heads,
-        do_rotary=1,
-        rotary_interleaved=0,
+        do_rotary=0,
     )
     return attn
 
@@ -304,6 +355,7 @@ def build_fused_graph(shape: LlamaShape, weights: LlamaWeights) -> onnx.ModelPro
     b.const("sin_cache", sin)
     (x,) = b.node("Gather", [b.const("embed", weights.embed), "input_ids"], ["embedded"])
     last = _last_index(b)
+    pos = _positions(b)
     eps = shape.rms_eps
     (h,) = b.node(
         "SimplifiedLayerNormalization",
@@ -316,7 +368,7 @@ def build_fused_graph(shape: LlamaShape, weights: LlamaWeights) -> onnx.ModelPro
     resid = x
     n = len(weights.layers)
     for i, w in enumerate(weights.layers):
-        attn = _attention(b, i, h, w, shape)
+        attn = _attention(b, i, h, w, shape, pos)
         if i == n - 1:  # from here on only each row's last position matters
             (attn,) = b.node("GatherND", [attn, last], ["last.attn"], batch_dims=1)
             (resid,) = b.node("GatherND", [resid, last], ["last.resid"], batch_dims=1)
@@ -346,6 +398,9 @@ def _model(b: _Builder, shape: LlamaShape) -> onnx.ModelProto:
                 helper.make_tensor_value_info(f"past_key_values.{i}.{t}", f, ["batch", kv, "past", d])
             )
             outputs.append(helper.make_tensor_value_info(f"present.{i}.{t}", f, ["batch", kv, "present", d]))
+    for i in range(shape.num_layers):
+        for t in KEY_VALUE:
+            outputs.append(helper.make_tensor_value_info(f"new.{i}.{t}", f, ["batch", "seq", kv * d]))
     graph = helper.make_graph(b.nodes, "because-fused", inputs, outputs, initializer=b.inits)
     model = helper.make_model(
         graph,
@@ -399,10 +454,15 @@ class FusedRunner:
     buffer [rows, kv_heads, capacity, head_dim], row b's tokens in slots 0 .. lengths[b] - 1.
     `shared`: the buffers are bound (IOBinding) as both past and present, so ONNX Runtime writes
     the new positions in place and nothing is copied; otherwise they go through session.run and
-    the returned presents become the buffers (ONNX Runtime copies the cache every pass)."""
+    the returned presents become the buffers (ONNX Runtime copies the cache every pass).
+    `own_cache` (the service's way, src/model/gqa-forward.ts): the buffers are only the past, and
+    the `new.*` outputs are copied into each row's new slots here."""
 
-    def __init__(self, session: Any, shape: LlamaShape, capacity: int, shared: bool = True) -> None:
+    def __init__(
+        self, session: Any, shape: LlamaShape, capacity: int, shared: bool = True, own_cache: bool = False
+    ) -> None:
         self.session, self.shape, self.capacity, self.shared = session, shape, capacity, shared
+        self.own_cache = own_cache
         self.names = [f"present.{i}.{t}" for i in range(shape.num_layers) for t in KEY_VALUE]
         self.cache: list[np.ndarray] = []
         self.lengths = np.zeros(0, dtype=np.int32)
@@ -432,6 +492,14 @@ class FusedRunner:
         past = {
             n.replace("present.", "past_key_values."): c for n, c in zip(self.names, self.cache, strict=True)
         }
+        if self.own_cache:
+            first_prompt = int(feeds["total_sequence_length"]) == feeds["input_ids"].shape[1]
+            if first_prompt:
+                past = {n: c[:, :, :0] for n, c in past.items()}
+            new = [n.replace("present.", "new.") for n in self.names]
+            logits, *fresh = self.session.run(["logits", *new], {**feeds, **past})
+            self._write_new(fresh, feeds["seqlens_k"], feeds["input_ids"].shape[1], first_prompt)
+            return logits
         if not self.shared:
             logits, *present = self.session.run(["logits", *self.names], {**feeds, **past})
             self.cache = list(present)
@@ -449,6 +517,17 @@ class FusedRunner:
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.session.run_with_iobinding(binding)
         return logits
+
+    def _write_new(
+        self, fresh: list[np.ndarray], seqlens_k: np.ndarray, seq: int, first_prompt: bool
+    ) -> None:
+        kv, d = self.shape.kv_heads, self.shape.head_dim
+        for buf, new in zip(self.cache, fresh, strict=True):
+            heads = new.reshape(new.shape[0], seq, kv, d).transpose(0, 2, 1, 3)  # [B, kv, S, D]
+            for b, k in enumerate(seqlens_k):
+                end = int(k) + 1
+                start, count = (0, end) if first_prompt else (end - seq, seq)
+                buf[b, :, start : start + count] = heads[b, :, :count]
 
 
 def fused_forward(session: Any, shape: LlamaShape, capacity: int, shared: bool = True) -> Any:

@@ -123,19 +123,29 @@ def test_graph_is_fused(fused):
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("GroupQueryAttention") == shape.num_layers
     assert ops.count("MatMul") == 4 * shape.num_layers + 1  # qkv, o, gate|up, down; lm_head
-    assert "Concat" not in ops and "Transpose" not in ops and len(ops) < 60
+    assert ops.count("RotaryEmbedding") == 2 * shape.num_layers
+    assert "Concat" not in ops and "Transpose" not in ops and len(ops) < 90
+    outputs = [o.name for o in model.graph.output]
+    assert outputs[1 + 2 * shape.num_layers :] == [
+        f"new.{i}.{t}" for i in range(shape.num_layers) for t in ("key", "value")
+    ]
     logits = model.graph.output[0]
     assert logits.name == "logits"
     assert [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim] == ["batch", shape.vocab]
     assert [i.name for i in model.graph.input[:3]] == ["input_ids", "seqlens_k", "total_sequence_length"]
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-buffer", "copied"])
-def test_prefill_and_greedy_steps_match_the_package_graph(fused, shared):
+@pytest.mark.parametrize(
+    ("shared", "own_cache"),
+    [(True, False), (False, False), (False, True)],
+    ids=["shared-buffer", "copied", "own-cache"],
+)
+def test_prefill_and_greedy_steps_match_the_package_graph(fused, shared, own_cache):
     pkg, session, shape, _ = fused[QRA]
     prompts = prompts_of_different_lengths(pkg, 5)
     assert len({len(p) for p in prompts}) == 5
-    runner = FusedRunner(session, shape, capacity=max(map(len, prompts)) + STEPS + 3, shared=shared)
+    capacity = max(map(len, prompts)) + STEPS + 3
+    runner = FusedRunner(session, shape, capacity=capacity, shared=shared, own_cache=own_cache)
     got, fed = greedy_fused(runner, prompts, STEPS)
     want = reference_steps(pkg, prompts, fed)
     diffs = [float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True)]
@@ -188,3 +198,20 @@ def test_decoding_through_the_fused_graph_gives_the_same_answers(fused, name):
     for w, g in zip(want, got, strict=True):
         assert g.reasoning_ids == w.reasoning_ids and g.label == w.label and g.forced == w.forced
         assert np.abs(g.scores - w.scores).max() <= 1e-4
+
+
+def test_own_cache_from_the_new_outputs_equals_the_in_place_cache(fused):
+    """What the service does (fetch `new.*`, copy them into its cache) is bit for bit what the op
+    writes into a shared buffer."""
+    pkg, session, shape, _ = fused[QRA]
+    prompts = prompts_of_different_lengths(pkg, 5)
+    capacity = max(map(len, prompts)) + STEPS + 3
+    shared = FusedRunner(session, shape, capacity=capacity)
+    own = FusedRunner(session, shape, capacity=capacity, shared=False, own_cache=True)
+    got_shared, fed = greedy_fused(shared, prompts, STEPS)
+    got_own, _ = greedy_fused(own, prompts, STEPS)
+    for a, b in zip(got_shared, got_own, strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(shared.cache, own.cache, strict=True):
+        for r, n in enumerate(shared.lengths):
+            assert np.array_equal(a[r, :, :n], b[r, :, :n])
