@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { OUTSIDE, advanceQuote, leadsToNew, occursAsWords, pickGrounded } from '../../src/engine/grounding.js'
+import { OUTSIDE, advanceQuote, leadsToNew, occursAsWords, pickGrounded, restInOrder, topInOrder } from '../../src/engine/grounding.js'
 import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js'
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
@@ -220,6 +220,30 @@ describe('pickGrounded', () => {
         },
       ),
       { numRuns: 300 },
+    )
+  })
+})
+
+describe('topInOrder and restInOrder', () => {
+  it('is the first k of a full sort (logit descending, id ascending), without banned ids, NaN or -Infinity', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: -4, max: 4 }), fc.constantFrom(Number.NaN, -Infinity, Infinity, -0, 0.5, -0.5)), { minLength: 1, maxLength: 80 }),
+        fc.uniqueArray(fc.integer({ min: 0, max: 79 }), { maxLength: 10 }),
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 0, max: 3 }),
+        (values, bannedIds, k, offset) => {
+          const row = Float32Array.from([...Array(offset).fill(99), ...values])
+          const banned = new Set(bannedIds)
+          const order = values.map((_, i) => i).filter((i) => values[i]! > -Infinity && !banned.has(i))
+          order.sort((a, b) => (values[b]! === values[a]! ? a - b : values[b]! > values[a]! ? 1 : -1))
+          const top = topInOrder(row, offset, values.length, banned, k)
+          expect(top).toEqual(order.slice(0, k))
+          // and the rest after the k-th, by the packed-key sort
+          if (top.length === k) expect(restInOrder(row, offset, values.length, banned, top[k - 1]!)).toEqual(order.slice(k))
+        },
+      ),
+      { numRuns: 500 },
     )
   })
 })

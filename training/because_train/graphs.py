@@ -2,13 +2,15 @@
 int8 variant written beside `model.onnx`, checked, and the graph the service runs by default chosen.
 
 - `write_graphs`: `model.fused.onnx` from the package's own model.onnx weights, and
-  `model.fused-int8.onnx` from it by onnxruntime's `quantize_dynamic` (MatMul weights, int8).
+  `model.fused-int8.onnx` from it with every MatMul in int8, activations scaled per row
+  (int8_rows.py), so that a text's answer does not depend on the texts batched beside it.
 - `fused_parity`: the fused fp32 graph against the reference graph on real prompts of different
   lengths, a right-padded prefill and greedy steps; greedy tokens identical and logits within
   `TOLERANCE`, else the export fails.
 - `choose_default_graph` (a pure function): `fused-int8` when its answers do not depend on the batch
-  (`INT8_BATCH_INVARIANT`: not with onnxruntime's dynamic quantisation) and its accuracy is within
-  `ACCURACY_MARGIN` of fp32's on every validation source, else `fused-fp32`.
+  (`INT8_BATCH_INVARIANT`: true of int8_rows.py's graph, not of onnxruntime's dynamic quantisation)
+  and its accuracy is within `ACCURACY_MARGIN` of fp32's on every validation source, else
+  `fused-fp32`.
 - `add_graphs`: all of it on a package folder in place (the `graphs` stage; `export` does the
   same steps on the package it writes): `graphs`, `default_graph`, `metrics.graphs`,
   `provenance.parity.fused_fp32_vs_reference` and the file hashes change, nothing else of the
@@ -32,9 +34,10 @@ FILES = {FUSED_FP32: "model.fused.onnx", FUSED_INT8: "model.fused-int8.onnx"}
 # matmuls, fused attention); 1e-4 stopped the v3 Q->A export at 1.12e-4 with every greedy token the same.
 TOLERANCE = 5e-4
 ACCURACY_MARGIN = 0.005  # int8 may lose at most 0.5 accuracy points on a source to be the default
-# onnxruntime's DynamicQuantizeMatMul scales activations per tensor, i.e. per batch: in `npm run bench` 446 of
-# the engine's answers under load differed from its answer to the same text at another concurrency.
-INT8_BATCH_INVARIANT = False
+# int8_rows.py scales activations per row. (onnxruntime's DynamicQuantizeMatMul, used before, scales them per
+# tensor, i.e. per batch: in `npm run bench` 446 of the engine's answers under load differed from its answer to
+# the same text at another concurrency.)
+INT8_BATCH_INVARIANT = True
 PARITY_STEPS = 12
 PARITY_TEXTS = (
     "i feel so happy today",
@@ -56,19 +59,10 @@ def graphs_entry(onnx_file: str) -> dict[str, dict[str, str]]:
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """int8 MatMul weights (dynamic quantisation; inputs and outputs stay float32)."""
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """int8 MatMuls with per-row activation scales (inputs and outputs stay float32)."""
+    from because_train.int8_rows import quantize_rows
 
-    quantize_dynamic(
-        src,
-        dst,
-        op_types_to_quantize=["MatMul"],
-        weight_type=QuantType.QInt8,
-        # ONNX shape inference does not know the contrib ops: the fused graph's types are float.
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
-    )
-    return dst
+    return quantize_rows(src, dst)
 
 
 def write_graphs(package: Path, onnx_file: str = "model.onnx") -> dict[str, dict[str, str]]:

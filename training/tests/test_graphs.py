@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 from test_pipeline import run_cli
 
@@ -159,6 +160,33 @@ def test_evaluate_on_the_fused_graphs_gives_the_fp32_answers(staged):
     assert same_label >= 0.95 * ROWS
 
 
+def test_int8_answers_do_not_depend_on_the_batch(staged):
+    """A text's logits alone and among other prompts, bit for bit, over a prefill and greedy steps:
+    per-row activation scales (int8_rows.py)."""
+    from because_train.fused_graph import FusedRunner, LlamaShape
+
+    pkg, *_ = staged
+    package = load_package(pkg, threads=1, graph="fused-int8")
+    ops = {n.op_type for n in onnx.load(str(pkg / "model.fused-int8.onnx")).graph.node}
+    assert "MatMulInteger" in ops and "MatMul" not in ops and "DynamicQuantizeMatMul" not in ops
+    spec = package.spec
+    texts = ["i feel so happy today", "I can't believe they cancelled my flight again!", "why", "ok :( fine"]
+    prompts = [spec.prompt_ids(spec.text_ids(t)) for t in texts]
+    shape = LlamaShape.from_config(json.loads((pkg / "config.json").read_text()))
+    capacity = max(map(len, prompts)) + 8
+    batched = FusedRunner(package.session, shape, capacity)
+    together = [batched.prefill(prompts)]
+    for _ in range(5):
+        together.append(batched.step(np.argmax(together[-1], -1)))
+    for i, p in enumerate(prompts):
+        alone = FusedRunner(package.session, shape, capacity)
+        logits = alone.prefill([p])
+        for step in range(6):
+            assert np.array_equal(logits[0], together[step][i]), (texts[i], step)
+            if step < 5:
+                logits = alone.step([int(np.argmax(together[step][i]))])
+
+
 def test_stage_without_data_writes_the_graphs_and_decides_nothing(tmp_path):
     pkg = copy_without_graphs(QRA, tmp_path / "p")
     result = run_cli("graphs", "--package", str(pkg))
@@ -205,7 +233,7 @@ def test_default_graph_rule(drops, default):
 
 
 def test_int8_is_never_the_default_while_its_answers_depend_on_the_batch():
-    name, reason = choose_default_graph(_numbers(dair=0.0, goemotions=-0.01))
+    name, reason = choose_default_graph(_numbers(dair=0.0, goemotions=-0.01), int8_batch_invariant=False)
     assert name == "fused-fp32"
     assert "batched beside it" in reason and "0.00 points on dair" in reason
 
