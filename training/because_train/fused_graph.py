@@ -290,22 +290,13 @@ def _attention(b: _Builder, i: int, h: str, w: LayerWeights, shape: LlamaShape, 
     hd, kvd = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     sizes = b.const(f"l{i}.qkv_split", np.array([hd, kvd, kvd], dtype=np.int64))
     q, k, v = b.node("Split", [qkv, sizes], [f"l{i}.q", f"l{i}.k", f"new.{i}.value"], axis=-1)
-    (q,) = b.node(
-        "RotaryEmbedding",
-        [q, pos, "cos_cache", "sin_cache"],
-        [f"l{i}.q_rot"],
-        domain=MS,
-        interleaved=0,
-        num_heads=shape.heads,
-    )
-    (k,) = b.node(
-        "RotaryEmbedding",
-        [k, pos, "cos_cache", "sin_cache"],
-        [f"new.{i}.key"],
-        domain=MS,
-        interleaved=0,
-        num_heads=shape.kv_heads,
-    )
+
+    def rotary(x: str, out: str, heads: int) -> str:
+        args = {"interleaved": 0, "num_heads": heads}
+        return b.node("RotaryEmbedding", [x, pos, "cos_cache", "sin_cache"], [out], domain=MS, **args)[0]
+
+    q = rotary(q, f"l{i}.q_rot", shape.heads)
+    k = rotary(k, f"new.{i}.key", shape.kv_heads)
     past = [f"past_key_values.{i}.{t}" for t in KEY_VALUE]
     present = [f"present.{i}.{t}" for t in KEY_VALUE]
     (attn, *_) = b.node(
