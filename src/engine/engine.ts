@@ -197,8 +197,12 @@ export class BatchEngine {
     this.#cancelled.add(id)
   }
 
-  /** Runs one step; `emit` receives events as soon as each pass has produced them. */
-  async step(emit: EmitEvents): Promise<void> {
+  /**
+   * Runs one step; `emit` receives events as soon as each pass has produced them, and `beforePass`
+   * (optional) is called right before each forward pass, so that a caller that batches events
+   * can send what it holds before the pass keeps the thread busy.
+   */
+  async step(emit: EmitEvents, beforePass?: () => void): Promise<void> {
     const t0 = performance.now()
     let forwardMs = 0
     this.lastStep = { numPrefillRows: 0, numDecodeRows: 0 }
@@ -224,6 +228,7 @@ export class BatchEngine {
       const events: SequenceEvent[] = []
       const t = performance.now()
       try {
+        beforePass?.()
         prefill = await this.#runner.prefill(admitted.map((s) => s.promptIds))
         this.stats.numPrefillPasses++
         this.stats.numPrefillTokens += Math.max(...admitted.map((s) => s.promptIds.length)) * admitted.length
@@ -247,6 +252,7 @@ export class BatchEngine {
       const events: SequenceEvent[] = []
       const t = performance.now()
       try {
+        beforePass?.()
         const logits = await this.#runner.decode(this.#rows.map((s) => s.nextInput))
         forwardMs += performance.now() - t
         this.stats.decodeMs += performance.now() - t
