@@ -138,7 +138,7 @@ function option<K extends keyof Config>(o: Option<K>): Option<K> {
 
 /** Every option: its flag, its variable, its default. The README's reference is this table. */
 export const OPTIONS = [
-  option({ key: 'models', flag: '--models', env: 'MODELS', parse: list, help: 'model package folders, comma-separated; the first is the default', default: () => ['models/emotion-qra-natural'] }),
+  option({ key: 'models', flag: '--models', env: 'MODELS', parse: list, help: 'model package folders, comma-separated; the first is the default', default: () => ['models/emotion-qra-natural', 'models/emotion-qra-neutral'] }),
   option({ key: 'host', flag: '--host', env: 'HOST', parse: text, help: 'address to listen on', default: () => '127.0.0.1' }),
   option({ key: 'port', flag: '--port', env: 'PORT', parse: int(0, 65535), help: 'port (0: any free port)', default: () => 8080 }),
   option({ key: 'device', flag: '--device', env: 'DEVICE', parse: oneOf<Device>(['auto', 'cpu', 'cuda']), help: 'execution provider: auto (CUDA if it loads, else CPU), cpu, cuda', default: () => 'auto' }),

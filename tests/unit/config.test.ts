@@ -5,7 +5,7 @@ describe('parseConfig', () => {
   it('has the documented defaults', () => {
     const c = parseConfig([], {}, false)
     expect(c).toMatchObject({
-      models: ['models/emotion-qra-natural'],
+      models: ['models/emotion-qra-natural', 'models/emotion-qra-neutral'],
       host: '127.0.0.1',
       port: 8080,
       device: 'auto',
