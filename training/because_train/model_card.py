@@ -57,6 +57,12 @@ def _source_table(m: dict[str, Any]) -> str:
     )
 
 
+def _selection(p: dict[str, Any]) -> str:
+    """The metric whose per-source mean selected the epoch (train.selection; older packages: accuracy)."""
+    metric = p.get("config", {}).get("train", {}).get("selection", "accuracy")
+    return "macro-F1" if metric == "macro_f1" else "accuracy"
+
+
 def _history(p: dict[str, Any]) -> str:
     sources = sorted(p["training_history"][0].get("per_source", {})) if p["training_history"] else []
     head = "| epoch | " + " | ".join(f"{s} accuracy" for s in sources) + " | all rows | train seconds |"
@@ -224,7 +230,7 @@ Pooled over the sources:
 {rows}
 
 Training (validation accuracy after each epoch, greedy and ungrounded; the best epoch by mean per-source
-accuracy, {p["best_epoch"]}, is the one exported):
+{_selection(p)}, {p["best_epoch"]}, is the one exported):
 
 {_history(p)}
 
