@@ -40,7 +40,12 @@ def fused(tmp_path_factory):
     for name in (QRA, QA):
         path = write_fused_graph(package_dir(name), tmp_path_factory.mktemp(name) / "fused.onnx")
         shape = LlamaShape.from_config(json.loads((package_dir(name) / "config.json").read_text()))
-        out[name] = (load_package(package_dir(name), threads=1), onnx_session(path, threads=1), shape, path)
+        out[name] = (
+            load_package(package_dir(name), threads=1, graph="fp32"),
+            onnx_session(path, threads=1),
+            shape,
+            path,
+        )
     return out
 
 
