@@ -61,9 +61,9 @@ async function main(): Promise<void> {
 
   // Events wait in `pending` and go out in one message right before the next forward pass (so a
   // client sees a token before the thread is busy with the next pass) or with the end of the step:
-  // one message per step instead of one per pass plus one for the step (each postMessage wakes
-  // the HTTP thread; at one stream that was 14% of this thread). Counts go out with every message,
-  // so the HTTP thread's view of the batch is never stale (a cancellation changes them without events).
+  // one message per decode step instead of two (each postMessage wakes the HTTP thread). Counts go
+  // out with every message, so the HTTP thread's view of the batch is never stale (a cancellation
+  // changes them without events).
   let pending: SequenceEvent[] = []
   let lastCounts = ''
   const flush = (step?: { numPrefillRows: number; numDecodeRows: number }) => {
