@@ -147,7 +147,10 @@ export async function startFakeService(): Promise<FakeService> {
       await sleep(gapMs)
     }
     if (b.kind === 'drop') {
-      res.socket?.destroy()
+      // A FIN in the middle of the chunked body rather than a reset: the page must show a lost
+      // connection either way, and a reset may let the browser drop deltas it received but had not
+      // yet handed to the page (likely what a CI run under load saw: "the" kept of "the words "feel").
+      res.socket?.end()
       return
     }
     if (b.kind === 'error-event') {
