@@ -171,7 +171,7 @@ async function startServer(system: System, opts: BenchOptions, modelDir: string)
   const node = process.execPath
   const argv =
     system === 'engine'
-      ? [node, '--import', 'tsx', 'src/main.ts', '--models', modelDir, ...(opts.graph ? ['--graph', opts.graph] : []), '--spin-wait', opts.spinWait ? 'on' : 'off', '--host', '127.0.0.1', '--port', String(port), '--threads', String(opts.threads), '--device', 'cpu', '--log-level', 'warn', '--log-format', 'json']
+      ? [node, '--import', 'tsx', 'src/main.ts', '--models', modelDir, ...(opts.graph ? ['--graph', opts.graph] : []), '--spin-wait', opts.spinWait ? 'on' : 'off', '--host', '127.0.0.1', '--port', String(port), '--workers', String(opts.engineWorkers), '--threads', String(opts.engineThreads), '--device', 'cpu', '--log-level', 'warn', '--log-format', 'json']
       : [node, '--import', 'tsx', 'bench/peer-server.ts', '--model', modelDir, '--host', '127.0.0.1', '--port', String(port), '--threads', String(opts.threads)]
   mkdirSync(OUT_DIR, { recursive: true })
   const server = new ServerProcess({ argv, cwd: ROOT, host: '127.0.0.1', port, logPath: join(OUT_DIR, `${system}.log`), readyTimeoutMs: 180_000 })
@@ -539,7 +539,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
       `${shape.numLayers} layers, hidden ${shape.hiddenSize}, ${shape.numAttentionHeads} heads / ${shape.numKvHeads} KV heads of ${shape.headDim}, MLP ${fmt(shape.intermediateSize)}, vocabulary ${shape.vocabSize}; ` +
       `validation accuracy ${acc === undefined ? 'not recorded' : fmt(acc, 3)}; model.onnx sha256 ${(x.manifest.files?.['model.onnx'] ?? '?').slice(0, 12)})`,
   )
-  lines.push(`- Both systems: ${opts.threads} intra-op threads (the engine with spin-waiting ${opts.spinWait ? 'on (`--spin-wait`)' : 'off'}, the peer on), CPU, greedy with grounded quoting, at most ${x.manifest.limits.max_reasoning_tokens} reasoning tokens; texts: \`${opts.texts}\` in file order, the same for both`)
+  lines.push(`- Threads: the engine ${opts.engineWorkers} engine worker${opts.engineWorkers === 1 ? '' : 's'} of ${opts.engineThreads} intra-op thread${opts.engineThreads === 1 ? '' : 's'} (\`--workers ${opts.engineWorkers} --threads ${opts.engineThreads}\`, spin-waiting ${opts.spinWait ? 'on (`--spin-wait`)' : 'off'}), the peer one session of ${opts.threads} intra-op threads (spin-waiting on); CPU, greedy with grounded quoting, at most ${x.manifest.limits.max_reasoning_tokens} reasoning tokens; texts: \`${opts.texts}\` in file order, the same for both`)
   lines.push(
     `- Graphs: the engine runs the package's \`${x.graph.name}\` graph (\`${x.graph.file}\`, ${x.graph.layout} layout, ${x.graph.dtype}, sha256 ${(x.manifest.files?.[x.graph.file] ?? '?').slice(0, 12)}; \`--graph\`); the peer loads \`${x.manifest.onnx.file}\` (optimum layout, float32), the graph transformers.js can read`,
   )
@@ -622,7 +622,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
   lines.push('')
   lines.push(
     [
-      '- Each system runs as its own child process on a free loopback port: the service with `node --import tsx src/main.ts --models DIR --threads N --device cpu --log-level warn` (request logging off, as the peer has none), the peer with `node --import tsx bench/peer-server.ts --model DIR --threads N`. One system at a time; the benchmark client runs in the parent process on the same cores.',
+      '- Each system runs as its own child process on a free loopback port: the service with `node --import tsx src/main.ts --models DIR --workers W --threads T --device cpu --log-level warn` (request logging off, as the peer has none), the peer with `node --import tsx bench/peer-server.ts --model DIR --threads N`. One system at a time; the benchmark client runs in the parent process on the same cores.',
       '- The peer (bench/lib/peer.ts) loads the same folder with transformers.js (`env.allowRemoteModels = false`, `subfolder: \'\'`, `model_file_name: \'model\'`, dtype fp32, CPU, the engine\'s thread settings; ONNX Runtime\'s default spin-waiting, which the engine turns off) normalises each text with the package\'s rule (and its emoji.json for natural-v1), and calls `generate()` once per request with greedy decoding under grounded quoting: a logits processor picks each reasoning token with the engine\'s own `pickGrounded` (src/engine/grounding.ts; bos/eos/pad/sep banned, and inside a quotation only tokens that keep the quote a span of the request\'s text bytes), carrying the quotation state across steps, and leaves that token the only finite logit. That is one scan of the vocabulary per token (more only when the best token would misquote), the work the engine does per row and step, so grounding costs both systems the same and the comparison stays fair. The marker is forced after the reasoning budget, and `max_new_tokens` = budget + 2 so that the step that feeds the marker yields the label logits (read by the same processor, divided by the package\'s calibration temperature before the softmax, then a stopping criterion ends it): one prefill, one pass per reasoning token, one for the marker, as in the engine. A streamer sends each new piece of reasoning as an SSE `reasoning` event. Its HTTP layer is Hono on @hono/node-server with the service\'s event shapes.',
       '- Closed loop: C clients, each sending its next streamed `POST /explain` (`Accept: text/event-stream`) as soon as its previous one ended; request i gets text i of the list. Per level: a warm-up of max(2C, 16) requests (other texts), then the measured requests; without `--requests`, as many as the warm-up rate gives in about ' +
         `${opts.seconds} s (at least 8C). Before the levels, ${opts.quick ? 16 : 96} warm-up requests at concurrency 8 per system.`,
@@ -634,7 +634,7 @@ function buildReport(x: ReportInput): { markdown: string; console: string } {
   const markdown = lines.join('\n')
   const console = [
     '',
-    `engine / peer (${opts.threads} threads, ${info.nproc} CPUs, load ${x.loadStart} -> ${x.loadEnd}; engine graph ${x.graph.name}: ${x.graph.layout}, ${x.graph.dtype})`,
+    `engine / peer (engine ${opts.engineWorkers} workers x ${opts.engineThreads} threads, peer ${opts.threads} threads; ${info.nproc} CPUs, load ${x.loadStart} -> ${x.loadEnd}; engine graph ${x.graph.name}: ${x.graph.layout}, ${x.graph.dtype})`,
     ratioTable,
     '',
     'engine',

@@ -10,7 +10,7 @@ import { parseConfig } from '../src/config.js'
 
 const config = parseConfig([], {})
 const app = createApp({
-  service: { models: [], limits: config, runtime: { device: config.device, provider: 'cpu', threads: 1 } },
+  service: { models: [], limits: config, runtime: { device: config.device, provider: 'cpu', threads: 1, workers: 1 } },
   logger: pino({ level: 'silent' }),
 })
 const yaml = openapiYaml(app)

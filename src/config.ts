@@ -28,8 +28,13 @@ export interface Config {
   /** 0 picks a free port. */
   port: number
   device: Device
-  /** Intra-op threads of each model's ONNX Runtime session. */
+  /** Intra-op threads of each engine worker's ONNX Runtime session. */
   threads: number
+  /**
+   * Engine workers per model, each with its own ONNX Runtime session, batch and KV cache (1: one
+   * batch per model; more: see docs/engine.md, "Engine workers").
+   */
+  workers: number
   /** The graph of each package to run (`graphs` of its manifest); null: each package's default. */
   graph: string | null
   /** ONNX Runtime's spin-waiting in the intra-op pool (off: measured slower on a busy host, docs/engine.md). */
@@ -142,7 +147,8 @@ export const OPTIONS = [
   option({ key: 'host', flag: '--host', env: 'HOST', parse: text, help: 'address to listen on', default: () => '127.0.0.1' }),
   option({ key: 'port', flag: '--port', env: 'PORT', parse: int(0, 65535), help: 'port (0: any free port)', default: () => 8080 }),
   option({ key: 'device', flag: '--device', env: 'DEVICE', parse: oneOf<Device>(['auto', 'cpu', 'cuda']), help: 'execution provider: auto (CUDA if it loads, else CPU), cpu, cuda', default: () => 'auto' }),
-  option({ key: 'threads', flag: '--threads', env: 'THREADS', parse: int(1, 1024), help: 'ONNX Runtime intra-op threads per model', default: () => availableParallelism() }),
+  option({ key: 'threads', flag: '--threads', env: 'THREADS', parse: int(1, 1024), help: 'ONNX Runtime intra-op threads per engine worker', default: () => availableParallelism() }),
+  option({ key: 'workers', flag: '--workers', env: 'WORKERS', parse: int(1, 64), help: 'engine workers per model, each with its own session and batch (requests go to the least busy)', default: () => 1 }),
   option({ key: 'graph', flag: '--graph', env: 'GRAPH', parse: graphName, help: "graph of each package to run, e.g. fp32, fused-int8 (default: the package's default_graph, else fp32)", default: () => null }),
   option({ key: 'spinWait', flag: '--spin-wait', env: 'SPIN_WAIT', parse: onOff, help: "on: ONNX Runtime's pool threads spin between ops (with --threads 2 or more); off (default)", default: () => false }),
   option({ key: 'maxBatch', flag: '--max-batch', env: 'MAX_BATCH', parse: int(1, 1024), help: 'most sequences decoded together', default: () => 64 }),

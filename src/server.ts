@@ -1,6 +1,6 @@
 /**
  * @module
- * Start-up and wiring: load and verify every model package, start one engine worker per model,
+ * Start-up and wiring: load and verify every model package, start its engine workers,
  * build the app, listen (and shutdown.ts for the way down). `startService` is what main.ts runs
  * and what the tests start in-process.
  */
@@ -57,7 +57,7 @@ export async function startService(config: Config, logger: Logger, opts: StartOp
   const service: Service = {
     models: engines.map(servedModel),
     limits: config,
-    runtime: { device: config.device, provider: engines[0]?.info?.provider ?? 'cpu', threads: config.threads },
+    runtime: { device: config.device, provider: engines[0]?.info?.provider ?? 'cpu', threads: config.threads, workers: config.workers },
     ...(existsSync(PAGE_PATH) ? { pagePath: PAGE_PATH } : {}),
     access: { apiKeys, corsOrigins: config.corsOrigins },
     lifecycle: { draining: false },
@@ -110,7 +110,7 @@ async function loadPackages(dirs: readonly string[], graph: string | null): Prom
   return packages
 }
 
-/** One engine worker per package, one after the other; if one fails, those started are closed. */
+/** `--workers` engine workers per package, package after package; if one fails, those started are closed. */
 async function startEngines(
   packages: readonly PackageToServe[],
   config: Config,
@@ -124,6 +124,7 @@ async function startEngines(
         graph,
         device: config.device,
         threads: config.threads,
+        workers: config.workers,
         spinWait: config.spinWait,
         maxBatch: config.maxBatch,
         maxBatchTokens: config.maxBatchTokens,
@@ -135,7 +136,7 @@ async function startEngines(
       engine.observer = metrics.engine(engine)
       const info = engine.info!
       if (info.fallbackReason) logger.warn(`--device auto: using the CPU: ${info.fallbackReason}`)
-      logger.info({ model: pkg.manifest.id, kind: pkg.manifest.kind, graph: graph.name, layout: graph.layout, dtype: graph.dtype, provider: info.provider, threads: info.threads }, 'model loaded')
+      logger.info({ model: pkg.manifest.id, kind: pkg.manifest.kind, graph: graph.name, layout: graph.layout, dtype: graph.dtype, provider: info.provider, threads: info.threads, workers: config.workers }, 'model loaded')
     }
   } catch (e) {
     await Promise.all(engines.map((en) => en.close()))
@@ -164,6 +165,7 @@ function servedModel(engine: EngineClient): ServedModel {
       dtype: graph.dtype,
       onnxSha256: m.files[graph.file]!,
       calibration: m.calibration ? { method: m.calibration.method, temperature: m.calibration.temperature } : null,
+      prior: m.prior && engine.pkg.prior ? { method: m.prior.method, weight: m.prior.weight, terms: engine.pkg.prior.numTerms } : null,
       provider: engine.info?.provider ?? 'cpu',
     },
   }

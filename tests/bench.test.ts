@@ -125,6 +125,14 @@ describe('options', () => {
     expect(parseBenchArgs(['--quick']).windows).toEqual([1, 2, 4, 8])
   })
 
+  it('splits the threads among the engine workers unless --engine-threads says otherwise', () => {
+    expect(parseBenchArgs([])).toMatchObject({ engineWorkers: 1, engineThreads: 2 })
+    expect(parseBenchArgs(['--engine-workers', '2'])).toMatchObject({ threads: 2, engineWorkers: 2, engineThreads: 1 })
+    expect(parseBenchArgs(['--threads', '2', '--engine-workers', '4'])).toMatchObject({ engineWorkers: 4, engineThreads: 1 })
+    expect(parseBenchArgs(['--engine-workers', '2', '--engine-threads', '3'])).toMatchObject({ engineWorkers: 2, engineThreads: 3 })
+    expect(() => parseBenchArgs(['--engine-workers', '0'])).toThrow(/--engine-workers/)
+  })
+
   it('reads the windows Ns (ascending, once each) and --no-windows', () => {
     expect(parseBenchArgs(['--windows', '8,1,2,2']).windows).toEqual([1, 2, 8])
     expect(parseBenchArgs(['--windows=3']).windows).toEqual([3])
@@ -314,6 +322,16 @@ describe('peer decoding rules', () => {
     expect(step(p, ids, { 8: 10, 6: 9 })).toBe(6) // '"' right after '"' would quote nothing
     const q = new ReasoningProcessor(ids.length, manifest, { ...grounding, source: new Uint8Array(0) })
     expect(step(q, [0n, 3n], { 5: 10, 8: 9 }, -Infinity)).toBe(4) // an empty input has nothing to quote
+  })
+
+  it("adds the package's lexical prior to the label logits until a label is named, as the engine does", () => {
+    const ids = [0n, 3n]
+    const p = new ReasoningProcessor(ids.length, manifest, grounding, true, Float64Array.of(-50, -0.25))
+    expect(step(p, ids, { 6: 10, 9: 9 })).toBe(9) // 10 - 50 < 9 - 0.25
+    expect(step(p, ids, { 6: 10, 9: 9 })).toBe(6) // named: nothing is added any more
+    expect(step(p, ids, { 4: 20 })).toBe(4)
+    p._call([ids], new Tensor('float32', new Float32Array(V), [1, V]))
+    expect(p.labelLogits).toEqual([-40, 8.75])
   })
 
   it('divides the label logits by the calibration temperature', () => {

@@ -53,7 +53,7 @@ const service: Service = {
   // What the probes read; the rest of a model serves inference, which no test here sends.
   models: [{ id: 'm', kind: 'qra', labels: ['joy'], engine } as Partial<ServedModel> as ServedModel],
   limits: defaults,
-  runtime: { device: 'cpu', provider: 'cpu', threads: 1 },
+  runtime: { device: 'cpu', provider: 'cpu', threads: 1, workers: 1 },
   access: { apiKeys: [KEY], corsOrigins: [] },
   lifecycle,
 }

@@ -18,6 +18,8 @@
  *   vocabulary per step (more only when the best token would misquote), the same work the engine
  *   does per row and step, so grounding costs both sides the same and the comparison stays fair
  *   (the sampler's argmax that follows was the peer's own before grounding too).
+ * - a package's lexical prior (src/model/prior.ts) is added to the label logits of every step until
+ *   the reasoning names a label, as the engine adds it;
  * - once the marker has been fed, the logits at its position score the labels (the same
  *   processor reads them; the scores are the softmax of those logits divided by the manifest's
  *   calibration temperature, 1 when absent) and a stopping criterion ends generation:
@@ -43,6 +45,8 @@ import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js
 import { loadEmojiTable, vocabularyBytes } from '../../src/model/tokenizer.js'
 import { EmojiTable, normalize } from '../../src/model/normalize.js'
 import type { NormalizeRule } from '../../src/model/normalize.js'
+import { loadPrior, priorLogits } from '../../src/model/prior.js'
+import type { LexicalPrior } from '../../src/model/prior.js'
 
 /** The parts of manifest.json the peer reads. */
 interface PeerManifest {
@@ -56,6 +60,7 @@ interface PeerManifest {
   limits: { max_input_tokens: number; max_reasoning_tokens: number }
   onnx: { vocab_size: number }
   calibration?: { temperature?: number }
+  prior?: { method: 'tfidf-logreg'; file: string; weight: number }
 }
 
 export interface PeerResult {
@@ -89,6 +94,8 @@ export class ReasoningProcessor extends LogitsProcessor {
     private readonly m: Pick<PeerManifest, 'label_token_ids' | 'special_tokens' | 'limits'>,
     private readonly grounding: GroundingContext,
     private readonly scoresAtFirstLabel = false,
+    /** What the package's lexical prior adds to each label's logit until a label is named; null: none. */
+    private readonly prior: Float64Array | null = null,
   ) {
     super()
   }
@@ -96,6 +103,9 @@ export class ReasoningProcessor extends LogitsProcessor {
   override _call(inputIds: bigint[][], logits: Tensor): Tensor {
     const ids = inputIds[0]!
     const data = logits.data as Float32Array
+    if (this.prior && this.#named === null) {
+      this.m.label_token_ids.forEach((t, k) => (data[t[0]!] = data[t[0]!]! + this.prior![k]!))
+    }
     const generated = ids.length - this.promptLength
     const marker = this.m.special_tokens.marker
     if (generated > 0 && ids[ids.length - 1] === BigInt(marker)) {
@@ -209,6 +219,7 @@ export class Peer {
     private readonly emoji: EmojiTable | undefined,
     private readonly tokenBytes: readonly Uint8Array[],
     private readonly temperature: number,
+    private readonly prior: LexicalPrior | null,
   ) {}
 
   /** Loads the package folder `dir` with transformers.js, local files only. */
@@ -219,6 +230,7 @@ export class Peer {
     const temperature = manifest.calibration?.temperature ?? 1
     if (!(Number.isFinite(temperature) && temperature > 0)) throw new Error(`${abs}: calibration.temperature must be a positive number, not ${temperature}`)
     const emoji = manifest.prompt.normalize === 'natural-v1' ? await loadEmojiTable(abs) : undefined
+    const prior = await loadPrior(abs, manifest)
     // Read here as well as by transformers.js: the engine's byte table comes from the same vocabulary.
     const vocabFile = `${abs}/tokenizer.json`
     const { quoteBytes: tokenBytes } = vocabularyBytes(JSON.parse(await readFile(vocabFile, 'utf8')), manifest.onnx.vocab_size, vocabFile)
@@ -236,7 +248,7 @@ export class Peer {
     })
     const [prefix, suffix] = manifest.prompt.template.split('{text}') as [string, string]
     const alone = (s: string) => (s ? tokenizer.encode(s, { add_special_tokens: false }) : [])
-    return new Peer(manifest, tokenizer, model, prefix, suffix, alone(prefix), alone(suffix), emoji, tokenBytes, temperature)
+    return new Peer(manifest, tokenizer, model, prefix, suffix, alone(prefix), alone(suffix), emoji, tokenBytes, temperature, prior)
   }
 
   /** The prompt ids of `text`, the number of them that came from the text, and those ids' bytes. */
@@ -277,6 +289,7 @@ export class Peer {
       m,
       grounding,
       m.kind === 'qra' && m.label_scores_at === 'first_label_token',
+      this.prior ? priorLogits(this.prior, source) : null,
     )
     const streamer = new ReasoningStreamer(this.tokenizer, BigInt(marker), onDelta)
     const n = ids.length

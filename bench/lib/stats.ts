@@ -113,7 +113,12 @@ export interface BenchOptions {
   model: string
   /** The package's graph the engine runs (`--graph` of the service); null: the package's default. The peer always loads model.onnx. */
   graph: string | null
+  /** The cores each system is given: the peer's intra-op threads, the engine's workers x threads. */
   threads: number
+  /** The engine's `--workers` (default 1, the service's default). */
+  engineWorkers: number
+  /** The engine's `--threads` per worker (default: threads / engineWorkers, at least 1). */
+  engineThreads: number
   /** The engine's `--spin-wait on` (the peer always spins: transformers.js leaves ONNX Runtime's default). */
   spinWait: boolean
   quick: boolean
@@ -139,6 +144,9 @@ export const BENCH_USAGE = `usage: npm run bench -- [options]
   --graph NAME         the package's graph the engine runs (the service's --graph; default: the
                        package's default_graph, else fp32); the peer always loads model.onnx (fp32)
   --threads N          ONNX Runtime intra-op threads for both systems (default 2)
+  --engine-workers W   the engine's --workers (default 1); its --threads is then N / W (at
+                       least 1), so that both systems get N threads
+  --engine-threads T   the engine's --threads per worker instead
   --spin-wait          the engine with ONNX Runtime's spin-waiting on (the service's --spin-wait
                        on), as the peer always has it; default: off, the service's default
   --systems LIST       engine,peer (default both)
@@ -190,7 +198,7 @@ export function parseFlags(
 
 /** Parses `argv` (flags as `--name value` or `--name=value`); throws `UsageError`. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
-  const valued = ['--levels', '--requests', '--seconds', '--model', '--graph', '--threads', '--systems', '--texts', '--out', '--agreement', '--windows']
+  const valued = ['--levels', '--requests', '--seconds', '--model', '--graph', '--threads', '--engine-workers', '--engine-threads', '--systems', '--texts', '--out', '--agreement', '--windows']
   const { values: raw, switches } = parseFlags(argv, valued, ['--quick', '--no-windows', '--spin-wait'])
   const quick = switches.has('--quick')
   if (switches.has('--no-windows') && raw.has('--windows')) throw new UsageError('--windows and --no-windows: give one')
@@ -204,13 +212,18 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const seconds = secondsRaw === undefined ? (quick ? 3 : 18) : Number(secondsRaw)
   if (!(seconds > 0)) throw new UsageError(`--seconds: expected a positive number, got ${JSON.stringify(secondsRaw)}`)
   const requests = raw.has('--requests') ? positiveInt(raw.get('--requests')!, '--requests') : null
+  const threads = raw.has('--threads') ? positiveInt(raw.get('--threads')!, '--threads') : 2
+  const engineWorkers = raw.has('--engine-workers') ? positiveInt(raw.get('--engine-workers')!, '--engine-workers') : 1
+  const engineThreads = raw.has('--engine-threads') ? positiveInt(raw.get('--engine-threads')!, '--engine-threads') : Math.max(1, Math.floor(threads / engineWorkers))
   return {
     levels,
     requests,
     seconds,
     model: raw.get('--model') ?? 'models/emotion-qra-natural',
     graph: raw.get('--graph') ?? null,
-    threads: raw.has('--threads') ? positiveInt(raw.get('--threads')!, '--threads') : 2,
+    threads,
+    engineWorkers,
+    engineThreads,
     spinWait: switches.has('--spin-wait'),
     quick,
     systems: [...new Set(systemsRaw)] as ('engine' | 'peer')[],

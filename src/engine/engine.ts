@@ -20,9 +20,12 @@
  * Per sequence the rules of docs/model-package.md "Decoding" hold: greedy with bos/eos/pad/sep
  * masked, quotations grounded in the input (grounding.ts), the marker ends the reasoning or is
  * forced once the budget is spent, and the logits at the marker's position, divided by the
- * package's temperature, score the labels.
+ * package's temperature, score the labels. A package's lexical prior (prior.ts) is added to the
+ * label logits of every row until its sequence has named a label.
  */
 import { StreamingDetokenizer } from '../model/detokenizer.js'
+import { priorLogits } from '../model/prior.js'
+import type { LexicalPrior } from '../model/prior.js'
 import { createRunner } from './batch-runner.js'
 import type { BatchRunner, ModelPasses, PrefillLogits } from './batch-runner.js'
 import { scoreLabels } from './decoding.js'
@@ -64,6 +67,8 @@ export interface ModelFacts {
    * states, whose distribution still holds the model's doubt), at the marker when it writes none.
    */
   scoresAtFirstLabel: boolean
+  /** The package's lexical prior; absent or null: none. */
+  prior?: LexicalPrior | null
 }
 
 /** `Sequence.row` while a sequence waits or runs its prefill: it has no KV row yet. */
@@ -87,6 +92,8 @@ interface Sequence {
   quote: QuoteState
   /** The label logits where the reasoning first wrote a label token (`scoresAtFirstLabel`). */
   namedLogits: Float32Array | null
+  /** What the lexical prior adds to each label's logit while `namedLogits` is null; null: no prior. */
+  prior: Float64Array | null
 }
 
 /** Counters for logs and docs/engine.md. */
@@ -163,6 +170,8 @@ export class BatchEngine {
 
   enqueue(id: number, promptIds: number[]): void {
     const qra = this.#model.kind === 'qra'
+    const prior = this.#model.prior ?? null
+    const source = qra || prior ? this.#sourceOf(promptIds) : null
     this.#waiting.push({
       id,
       promptIds,
@@ -171,15 +180,19 @@ export class BatchEngine {
       nextInput: -1,
       reasoningIds: [],
       detokenizer: new StreamingDetokenizer(this.#model.tokenBytes),
-      grounding: qra ? this.#groundingOf(promptIds) : null,
+      grounding: qra && source ? { source, tokenBytes: this.#model.quoteBytes, banned: this.#banned, marker: this.#model.specials.marker } : null,
       quote: OUTSIDE,
       namedLogits: null,
+      prior: prior && source ? priorLogits(prior, source) : null,
     })
   }
 
-  #groundingOf(promptIds: number[]): GroundingContext {
+  /** The bytes of the prompt's text ids: the input as the model reads it (grounding and prior). */
+  #sourceOf(promptIds: number[]): Uint8Array {
     const { numPrefixTokens, numSuffixTokens } = this.#model.template
-    const textIds = promptIds.slice(numPrefixTokens, promptIds.length - numSuffixTokens)
+    // A `qa` prompt ends with the marker, after the template's suffix.
+    const end = promptIds.length - numSuffixTokens - (this.#model.kind === 'qa' ? 1 : 0)
+    const textIds = promptIds.slice(numPrefixTokens, end)
     const bytes = this.#model.quoteBytes
     let n = 0
     for (const id of textIds) n += bytes[id]!.length
@@ -189,7 +202,7 @@ export class BatchEngine {
       source.set(bytes[id]!, n)
       n += bytes[id]!.length
     }
-    return { source, tokenBytes: bytes, banned: this.#banned, marker: this.#model.specials.marker }
+    return source
   }
 
   /** Marks a sequence for removal at the start of the next step. */
@@ -291,6 +304,12 @@ export class BatchEngine {
   #advance(s: Sequence, logits: Float32Array, offset: number, events: SequenceEvent[]): boolean {
     if (this.#cancelled.has(s.id)) return false
     const { marker } = this.#model.specials
+    if (s.prior && s.namedLogits === null) {
+      // Into the row itself (each Float32Array store rounds to float32, as evaluate does), once per
+      // row and step, before anything reads it: the greedy pick, `namedLogits`, the label scores.
+      const ids = this.#model.labelFirstIds
+      for (let k = 0; k < ids.length; k++) logits[offset + ids[k]!] = logits[offset + ids[k]!]! + s.prior[k]!
+    }
     if (s.phase === 'label') {
       const ids = this.#model.labelFirstIds
       const { index, scores } = s.namedLogits

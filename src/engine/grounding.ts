@@ -60,25 +60,30 @@ export function advanceQuote(
   let inside = state.inside
   let quote = state.quote
   let quoted = state.quoted
-  for (const b of token) {
-    if (b === QUOTE) {
-      if (inside) {
-        if (quote.length === 0 || !occursAsWords(source, quote, true)) return null
-        const k = key(quote)
-        if (quoted.has(k) && !repeatOk) return null
-        if (!quoted.has(k)) quoted = new Set([...quoted, k])
-      } else if (source.length === 0) {
-        return null
-      }
-      inside = !inside
-      quote = new Uint8Array(0)
-    } else if (inside) {
-      const grown = new Uint8Array(quote.length + 1)
+  // The token's bytes between quotation marks, a run at a time: a quote that occurs where a word
+  // starts has every prefix occurring there too, so checking a run's end checks each of its bytes.
+  for (let at = 0; at <= token.length; ) {
+    const mark = token.indexOf(QUOTE, at)
+    const end = mark < 0 ? token.length : mark
+    if (inside && end > at) {
+      const grown = new Uint8Array(quote.length + end - at)
       grown.set(quote)
-      grown[quote.length] = b
+      grown.set(token.subarray(at, end), quote.length)
       if (!occursAsWords(source, grown, false)) return null
       quote = grown
     }
+    if (mark < 0) break
+    if (inside) {
+      if (quote.length === 0 || !occursAsWords(source, quote, true)) return null
+      const k = key(quote)
+      if (quoted.has(k) && !repeatOk) return null
+      if (!quoted.has(k)) quoted = new Set([...quoted, k])
+    } else if (source.length === 0) {
+      return null
+    }
+    inside = !inside
+    quote = new Uint8Array(0)
+    at = mark + 1
   }
   // Every phrase this quotation could still become was quoted already: turned away before the
   // model is committed to a repeat (a closing mark alone could refuse it only when nothing else
@@ -286,6 +291,30 @@ export function pickGrounded(
   ctx: GroundingContext,
   state: QuoteState,
 ): { token: number; state: QuoteState } {
+  // Nearly every pick is the best token itself (outside a quotation, any token without '"'):
+  // one plain scan finds it, and the ordered candidates are only worked out when it is refused.
+  const best = bestId(logits, offset, size, ctx.banned)
+  if (best < 0) return { token: ctx.marker, state }
+  const next = allowed(ctx, state, best, false)
+  if (next) return { token: best, state: next }
   const candidates = new Candidates(logits, offset, size, ctx.banned)
   return pickOnce(candidates, ctx, state, false) ?? pickOnce(candidates, ctx, state, true) ?? { token: ctx.marker, state }
+}
+
+/**
+ * The id of the highest logit in `logits[offset, offset + size)`, the lowest id on ties, banned
+ * ids, -Infinity and NaN left out; -1 when none is left. The first candidate of `topInOrder`.
+ */
+export function bestId(logits: Float32Array, offset: number, size: number, banned: ReadonlySet<number>): number {
+  let best = -1
+  let bestValue = -Infinity
+  for (let i = 0; i < size; i++) {
+    const v = logits[offset + i]!
+    // Strictly greater: a tie keeps the lower id, and NaN or -Infinity never enter.
+    if (v > bestValue && !banned.has(i)) {
+      best = i
+      bestValue = v
+    }
+  }
+  return best
 }

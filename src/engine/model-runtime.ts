@@ -57,6 +57,7 @@ export async function loadModel(
     },
     labelTemperature: labelTemperature(m),
     scoresAtFirstLabel: m.kind === 'qra' && m.label_scores_at === 'first_label_token',
+    prior: pkg.prior,
   }
   return { model, session: created, graph }
 }

@@ -145,7 +145,8 @@ export const ReadyResponse = z
     models: z.array(z.object({ id: z.string(), kind: z.enum(['qra', 'qa']) })),
     device: z.enum(['auto', 'cpu', 'cuda']).openapi({ description: 'The --device asked for.' }),
     provider: z.enum(['cpu', 'cuda']).openapi({ description: 'The execution provider in use.' }),
-    threads: z.number().int(),
+    threads: z.number().int().openapi({ description: "ONNX Runtime intra-op threads of each engine worker's session (--threads)." }),
+    workers: z.number().int().openapi({ description: 'Engine workers per model (--workers), each with its own session and batch.' }),
   })
   .openapi('Ready')
 
@@ -168,6 +169,17 @@ export const ModelInfo = z
       .object({ method: z.literal('temperature'), temperature: z.number() })
       .nullable()
       .openapi({ description: 'How scores are calibrated: softmax of the label logits divided by the temperature; null: not calibrated (temperature 1).' }),
+    prior: z
+      .object({
+        method: z.literal('tfidf-logreg'),
+        weight: z.number().openapi({ description: 'What the log-probabilities are multiplied by before they are added.' }),
+        terms: z.number().int().openapi({ description: 'Terms (word n-grams) in its vocabulary.' }),
+      })
+      .nullable()
+      .openapi({
+        description:
+          'A TF-IDF + logistic-regression classifier over the text whose log-probabilities, times weight, are added to the label logits before the label is chosen; null: none.',
+      }),
     device: z.enum(['cpu', 'cuda']).openapi({ description: 'Where the model runs.' }),
     execution_provider: z.enum(['CPUExecutionProvider', 'CUDAExecutionProvider']).openapi({ description: "ONNX Runtime's execution provider in use." }),
   })

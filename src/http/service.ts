@@ -43,6 +43,8 @@ export interface ModelCard {
   onnxSha256: string
   /** How the label scores are calibrated; null: plain softmax (temperature 1). */
   calibration: { method: 'temperature'; temperature: number } | null
+  /** The lexical prior added to the label logits (its weight and vocabulary size); null: none. */
+  prior: { method: 'tfidf-logreg'; weight: number; terms: number } | null
   provider: 'cpu' | 'cuda'
 }
 
@@ -54,7 +56,7 @@ export interface Service {
   models: readonly ServedModel[]
   limits: ServiceLimits
   /** What /readyz reports about the runtime. */
-  runtime: { device: Config['device']; provider: 'cpu' | 'cuda'; threads: number }
+  runtime: { device: Config['device']; provider: 'cpu' | 'cuda'; threads: number; workers: number }
   /** The chat page served at `/` (src/page/index.html); absent: 404. */
   pagePath?: string
   /** API keys (none: no authentication) and CORS origins (none: no CORS headers). */

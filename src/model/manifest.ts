@@ -83,6 +83,15 @@ export const ManifestSchema = z.object({
       temperature: z.number().positive().refine(Number.isFinite, 'must be a finite number'),
     })
     .optional(),
+  // A lexical prior (prior.ts): `weight x log p(label | text)` of a TF-IDF + logistic-regression
+  // classifier in `file` is added to the label logits until a label is named. Other keys are provenance.
+  prior: z
+    .looseObject({
+      method: z.literal('tfidf-logreg'),
+      file: z.string().min(1),
+      weight: z.number().nonnegative().refine(Number.isFinite, 'must be a finite number'),
+    })
+    .optional(),
   provenance: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),
   files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
@@ -129,6 +138,7 @@ export function checkManifest(m: Manifest): string | null {
   for (const name of ['tokenizer.json', 'tokenizer_config.json']) {
     if (!(name in m.files)) return `files does not list ${name}`
   }
+  if (m.prior && !(m.prior.file in m.files)) return `prior.file: files does not list ${m.prior.file} (every file is sha256-checked)`
   if (m.prompt.normalize === 'natural-v1' && !(EMOJI_FILE in m.files)) {
     return `files does not list ${EMOJI_FILE}, which normalize natural-v1 reads`
   }
@@ -186,21 +196,25 @@ export function selectGraph(m: Manifest, name: string | null): SelectedGraph {
   return { name: wanted, ...spec }
 }
 
-/** Reads and checks `dir/manifest.json`. */
-export async function readManifest(dir: string): Promise<Manifest> {
-  const path = join(dir, 'manifest.json')
+/** The parsed JSON of a package file; a one-line `PackageError` naming it when unreadable or not JSON. */
+export async function readJsonFile(path: string): Promise<unknown> {
   let raw: string
   try {
     raw = await readFile(path, 'utf8')
   } catch (e) {
     throw new PackageError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`)
   }
-  let json: unknown
   try {
-    json = JSON.parse(raw)
+    return JSON.parse(raw) as unknown
   } catch (e) {
     throw new PackageError(`${path}: invalid JSON (${(e as Error).message})`)
   }
+}
+
+/** Reads and checks `dir/manifest.json`. */
+export async function readManifest(dir: string): Promise<Manifest> {
+  const path = join(dir, 'manifest.json')
+  const json = await readJsonFile(path)
   const parsed = ManifestSchema.safeParse(json)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!

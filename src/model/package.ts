@@ -1,11 +1,13 @@
 /**
  * @module
- * Loading a model package folder: manifest, file hashes, tokenizer. The ONNX session is created
- * in the engine worker (it belongs to the thread that runs it).
+ * Loading a model package folder: manifest, file hashes, tokenizer, lexical prior. The ONNX session
+ * is created in the engine worker (it belongs to the thread that runs it).
  */
 import { resolve } from 'node:path'
 import type { Manifest } from './manifest.js'
 import { PackageError, readManifest, verifyFiles } from './manifest.js'
+import { loadPrior } from './prior.js'
+import type { LexicalPrior } from './prior.js'
 import type { LoadedTokenizer } from './tokenizer.js'
 import { loadTokenizer } from './tokenizer.js'
 
@@ -14,6 +16,8 @@ export interface ModelPackage {
   dir: string
   manifest: Manifest
   tokenizer: LoadedTokenizer
+  /** `manifest.prior`'s file, checked against the package's labels; null: the package has none. */
+  prior: LexicalPrior | null
 }
 
 /**
@@ -32,5 +36,6 @@ export async function loadPackage(dir: string, opts: { verify?: boolean } = {}):
       `${abs}/manifest.json: a longest sequence (${maxSequence} tokens: prompt ${maxPrompt}, reasoning ${manifest.limits.max_reasoning_tokens}, marker) exceeds onnx.max_position_embeddings ${manifest.onnx.max_position_embeddings}`,
     )
   }
-  return { dir: abs, manifest, tokenizer }
+  const prior = await loadPrior(abs, manifest)
+  return { dir: abs, manifest, tokenizer, prior }
 }

@@ -15,7 +15,7 @@
  * - `time_to_first_token_seconds{model}`, `inter_token_latency_seconds{model}`,
  *   `queue_time_seconds{model}`, `request_duration_seconds{model}` (per sequence, accepted to label)
  * - `generated_tokens_total{model}`, `cancellations_total{model}` (requests whose client went
- *   away), `worker_restarts_total{model}`, `worker_up{model}`
+ *   away), `worker_restarts_total{model}`, `worker_up{model}`, `workers_ready{model}`
  * - the default process metrics of prom-client (`process_resident_memory_bytes`, ...)
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
@@ -40,6 +40,8 @@ export interface EngineGauges {
   readonly numWaiting: number
   readonly numRunning: number
   readonly numInFlight: number
+  /** Engine workers up and ready now (of the model's `--workers`). */
+  readonly numWorkersReady: number
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -140,10 +142,11 @@ export class Metrics {
           for (const e of engines) this.set({ model: e.id }, read(e))
         },
       })
-    gauge('because_queue_depth', 'Sequences waiting for a batch row, as the worker last reported.', (e) => e.numWaiting)
-    gauge('because_running_sequences', 'Sequences in the running batch, as the worker last reported.', (e) => e.numRunning)
-    gauge('because_sequences_in_flight', 'Sequences accepted and not finished (what admission counts against max-batch + max-queue).', (e) => e.numInFlight)
-    gauge('because_worker_up', '1 when the engine worker is up and ready, 0 while it starts or restarts.', (e) => (e.ready ? 1 : 0))
+    gauge('because_queue_depth', 'Sequences waiting for a batch row, as the workers last reported.', (e) => e.numWaiting)
+    gauge('because_running_sequences', 'Sequences in the running batches, as the workers last reported.', (e) => e.numRunning)
+    gauge('because_sequences_in_flight', 'Sequences accepted and not finished (what admission counts against workers x max-batch + max-queue).', (e) => e.numInFlight)
+    gauge('because_worker_up', "1 when at least one of the model's engine workers is up and ready (it takes requests), 0 while none is.", (e) => (e.ready ? 1 : 0))
+    gauge('because_workers_ready', "The model's engine workers up and ready now; fewer than --workers while one starts or restarts.", (e) => e.numWorkersReady)
     if (processMetrics) collectDefaultMetrics({ register: this.registry })
   }
 

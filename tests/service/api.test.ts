@@ -145,6 +145,7 @@ describe('operations', () => {
       device: 'cpu',
       provider: 'cpu',
       threads: 2,
+      workers: 1,
     })
   })
 

@@ -110,7 +110,7 @@ describe('4xx for bad requests', () => {
     const rejected = responses.filter((r) => r.status === 429)
     expect(rejected.length).toBeGreaterThan(0)
     expect(rejected[0]!.headers.get('retry-after')).toBe('1')
-    await expectError(rejected[0]!, 429, 'queue_full', /at most 2 \(max_batch \+ max_queue\)/)
+    await expectError(rejected[0]!, 429, 'queue_full', /at most 2 \(workers x max_batch \+ max_queue\)/)
     // A batch larger than the whole capacity is refused outright.
     await expectError(await post(`${url}/classify`, { texts: ['a b', 'c d', 'e f'] }), 429, 'queue_full')
   })
@@ -125,7 +125,7 @@ describe('503 not ready (fake engine)', () => {
     normalize: 'lower-alnum-v1',
     maxInputTokens: 128,
     maxReasoningTokens: 64,
-    card: { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: '0'.repeat(64), calibration: null, provider: 'cpu' },
+    card: { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: '0'.repeat(64), calibration: null, prior: null, provider: 'cpu' },
     encoder: { encode: (t: string) => ({ ids: [0, 5, 3], numTextTokens: 1, normalized: t }) } as never,
     engine: {
       ready: false,
@@ -135,7 +135,7 @@ describe('503 not ready (fake engine)', () => {
     },
   }
   const app = createApp({
-    service: { models: [notReady], limits: { maxTexts: 4, maxTextChars: 100, maxBodyBytes: 1000, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'cpu', provider: 'cpu', threads: 1 } },
+    service: { models: [notReady], limits: { maxTexts: 4, maxTextChars: 100, maxBodyBytes: 1000, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'cpu', provider: 'cpu', threads: 1, workers: 1 } },
     logger: pino({ level: 'silent' }),
   })
 

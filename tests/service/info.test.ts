@@ -46,6 +46,7 @@ describe('GET /info', () => {
       const manifest = await readManifest(dir)
       const graph = selectGraph(manifest, null)
       const sha = await sha256File(`${dir}/${graph.file}`)
+      const terms = manifest.prior && (JSON.parse(readFileSync(`${dir}/${manifest.prior.file}`, 'utf8')) as { vocabulary: string[] }).vocabulary.length
       expect(info.models[i]).toEqual({
         id: manifest.id,
         kind: manifest.kind,
@@ -61,6 +62,7 @@ describe('GET /info', () => {
         dtype: graph.dtype,
         onnx_sha256: sha,
         calibration: { method: 'temperature', temperature: manifest.calibration!.temperature },
+        prior: manifest.prior ? { method: 'tfidf-logreg', weight: manifest.prior.weight, terms } : null,
         device: 'cpu',
         execution_provider: 'CPUExecutionProvider',
       })
@@ -80,15 +82,39 @@ describe('GET /info for an uncalibrated model (fake engine)', () => {
     maxReasoningTokens: 0,
     encoder: {} as never,
     engine: { ready: true, submit: () => Promise.resolve([]) },
-    card: { graph: 'fused-int8', layout: 'gqa', dtype: 'int8', onnxSha256: 'ab'.repeat(32), calibration: null, provider: 'cuda' },
+    card: { graph: 'fused-int8', layout: 'gqa', dtype: 'int8', onnxSha256: 'ab'.repeat(32), calibration: null, prior: null, provider: 'cuda' },
   }
   const app = createApp({
-    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'auto', provider: 'cuda', threads: 1 } },
+    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'auto', provider: 'cuda', threads: 1, workers: 1 } },
     logger: pino({ level: 'silent' }),
   })
 
   it('reports calibration null, its own labels, and the CUDA provider', async () => {
     const info = (await (await app.request('/info')).json()) as Info
     expect(info.models[0]).toMatchObject({ labels: ['a', 'b'], calibration: null, device: 'cuda', execution_provider: 'CUDAExecutionProvider' })
+  })
+})
+
+describe('GET /info for a model with a lexical prior (fake engine)', () => {
+  it('reports its method, weight and number of terms', async () => {
+    const prior = { method: 'tfidf-logreg', weight: 0.8, terms: 61234 } as const
+    const model: ServedModel = {
+      id: 'p',
+      kind: 'qra',
+      labels: ['a', 'b'],
+      labelTokenCounts: [1, 1],
+      normalize: 'none',
+      maxInputTokens: 16,
+      maxReasoningTokens: 8,
+      encoder: {} as never,
+      engine: { ready: true, submit: () => Promise.resolve([]) },
+      card: { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: 'cd'.repeat(32), calibration: null, prior, provider: 'cpu' },
+    }
+    const app = createApp({
+      service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'cpu', provider: 'cpu', threads: 1, workers: 1 } },
+      logger: pino({ level: 'silent' }),
+    })
+    const info = (await (await app.request('/info')).json()) as Info
+    expect(info.models[0]!.prior).toEqual(prior)
   })
 })

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadPackage } from '../../src/model/package.js'
 import type { RunningService } from '../../src/server.js'
 import { SEVEN, SUPPORT, relabelledPackage } from '../support/relabel.js'
-import { LABELS, QRA, expectValidResult, parseSse, post, readSse, startTestService } from '../support/service.js'
+import { LABELS, expectValidResult, parseSse, post, readSse, startTestService } from '../support/service.js'
 import type { Result } from '../support/service.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'because-labels-'))
@@ -19,9 +19,12 @@ let svc: RunningService
 let url: string
 
 beforeAll(async () => {
+  // The embedded package without its lexical prior, which the relabelled ones cannot have (it is
+  // fitted on the emotions): all three then score the same logits.
+  const emotion = relabelledPackage(dir, 'emotion', { prior: undefined })
   const support = relabelledPackage(dir, 'support', SUPPORT)
   const seven = relabelledPackage(dir, 'seven', SEVEN)
-  svc = await startTestService({ models: [QRA, support, seven], threads: 1 })
+  svc = await startTestService({ models: [emotion, support, seven], threads: 1 })
   url = svc.url
 })
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { openapiYaml } from '../../src/http/openapi.js'
 describe('openapi.yaml', () => {
   const config = parseConfig([], {})
   const app = createApp({
-    service: { models: [], limits: config, runtime: { device: config.device, provider: 'cpu', threads: 1 } },
+    service: { models: [], limits: config, runtime: { device: config.device, provider: 'cpu', threads: 1, workers: 1 } },
     logger: pino({ level: 'silent' }),
   })
   const generated = openapiYaml(app)

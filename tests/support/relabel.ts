@@ -2,7 +2,8 @@
  * Model packages with a label set of their own, made from the embedded one, for the tests that
  * check the service serves whatever labels a package lists. The copy keeps every file as it is,
  * so the sha256 the manifest records for them still holds; only manifest.json (which `files`
- * never lists) is rewritten.
+ * never lists) is rewritten. A relabelled package has no lexical prior: the embedded one's is
+ * fitted on its own labels.
  */
 import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -36,13 +37,15 @@ export const SEVEN: LabelSet = {
 
 /**
  * Copies `from` (the embedded qra package by default) to `dir`/`name` and writes `changes` over its
- * manifest's top-level fields. Returns the new package folder.
+ * manifest's top-level fields (one set to undefined is left out; `prior` is, when `labels`
+ * change). Returns the new package folder.
  */
 export function relabelledPackage(dir: string, name: string, changes: Partial<LabelSet> | Record<string, unknown>, from = QRA): string {
   const to = join(dir, name)
   cpSync(from, to, { recursive: true })
   const path = join(to, 'manifest.json')
   const manifest = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
-  writeFileSync(path, `${JSON.stringify({ ...manifest, ...changes }, null, 2)}\n`)
+  const prior = 'labels' in changes ? { prior: undefined } : {}
+  writeFileSync(path, `${JSON.stringify({ ...manifest, ...prior, ...changes }, null, 2)}\n`)
   return to
 }

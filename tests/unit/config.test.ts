@@ -14,6 +14,7 @@ describe('parseConfig', () => {
       logLevel: 'info',
       maxTextChars: 20_000,
       truncate: 'windows',
+      workers: 1,
     })
     expect(c.threads).toBeGreaterThan(0)
     expect(parseConfig([], {}, true).logFormat).toBe('pretty')
@@ -28,6 +29,8 @@ describe('parseConfig', () => {
     expect(c.device).toBe('cpu')
     expect(parseConfig([], { TRUNCATE: 'end' }).truncate).toBe('end')
     expect(parseConfig(['--truncate=none'], { TRUNCATE: 'end' }).truncate).toBe('none')
+    expect(parseConfig(['--workers', '3'], { WORKERS: '2' }).workers).toBe(3)
+    expect(parseConfig([], { WORKERS: '2' }).workers).toBe(2)
   })
 
   it.each([
@@ -36,6 +39,8 @@ describe('parseConfig', () => {
     [['--device', 'tpu'], {}, '--device: expected one of auto, cpu, cuda, got "tpu"'],
     [[], { TRUNCATE: 'middle' }, 'TRUNCATE: expected one of none, start, end, windows, got "middle"'],
     [['--max-batch', '0'], {}, '--max-batch: must be between 1 and 1024, got 0'],
+    [['--workers', '0'], {}, '--workers: must be between 1 and 64, got 0'],
+    [[], { WORKERS: 'auto' }, 'WORKERS: expected an integer, got "auto"'],
     [['--bogus', '1'], {}, 'unknown option "--bogus"; see --help'],
     [['--port'], {}, '--port: missing value'],
     [[], { THREADS: '-2' }, 'THREADS: expected an integer, got "-2"'],

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { OUTSIDE, advanceQuote, leadsToNew, occursAsWords, pickGrounded, restInOrder, topInOrder } from '../../src/engine/grounding.js'
+import { OUTSIDE, advanceQuote, bestId, leadsToNew, occursAsWords, pickGrounded, restInOrder, topInOrder } from '../../src/engine/grounding.js'
 import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js'
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
@@ -224,7 +224,7 @@ describe('pickGrounded', () => {
   })
 })
 
-describe('topInOrder and restInOrder', () => {
+describe('bestId, topInOrder and restInOrder', () => {
   it('is the first k of a full sort (logit descending, id ascending), without banned ids, NaN or -Infinity', () => {
     fc.assert(
       fc.property(
@@ -239,6 +239,7 @@ describe('topInOrder and restInOrder', () => {
           order.sort((a, b) => (values[b]! === values[a]! ? a - b : values[b]! > values[a]! ? 1 : -1))
           const top = topInOrder(row, offset, values.length, banned, k)
           expect(top).toEqual(order.slice(0, k))
+          expect(bestId(row, offset, values.length, banned)).toBe(order[0] ?? -1)
           // and the rest after the k-th, by the packed-key sort
           if (top.length === k) expect(restInOrder(row, offset, values.length, banned, top[k - 1]!)).toEqual(order.slice(k))
         },

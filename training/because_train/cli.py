@@ -57,6 +57,7 @@ PIPELINE: dict[str, tuple[str, tuple[str, ...]]] = {  # the stages `pipeline` ru
             "model.max_input_tokens",
             "model.max_reasoning_tokens",
             "export",
+            "prior",
         ),
     ),
     "report": (
@@ -69,6 +70,10 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "card": (
         "rewrite the packages' model cards from their manifests and card_notes",
         ("name", "run_dir", "models_dir", "card_notes"),
+    ),
+    "prior": (
+        "fit a lexical prior (TF-IDF + logistic regression) into exported packages in place and measure them again",
+        ("name", "run_dir", "models_dir", "card_notes", "seed", "data", "prior"),
     ),
     "graphs": (
         "add the fused fp32 and int8 graphs to packages in place and choose their default_graph",
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config key, e.g. --set train.epochs=3; VALUE is read as JSON where it parses, "
             "else as a string; repeatable (default: no overrides)",
         )
-        if stage in ("train", "export", "card", "graphs"):
+        if stage in ("train", "export", "card", "graphs", "prior"):
             p.add_argument(
                 "--kind",
                 choices=KINDS,
@@ -195,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ungrounded",
         action="store_true",
         help="let quotes stray from the input (measures what grounded quoting changes)",
+    )
+    ev.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="leave out the package's lexical prior (measures what it changes)",
     )
     ev.add_argument(
         "--truncate",
@@ -298,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for kind in kinds:
             export(config, kind)
+    if args.stage == "prior":
+        from because_train.export import prior_stage
+
+        for kind in kinds:
+            prior_stage(config, kind)
     if args.stage == "graphs":
         return _graphs(args)
     if args.stage == "card":

@@ -153,6 +153,16 @@ class ExportConfig:
 
 
 @dataclass
+class PriorConfig:
+    """The lexical prior (prior.py): TF-IDF + logistic regression fused into the label logits."""
+
+    enabled: bool = False  # export fits one into each package (the `prior` stage adds one in place)
+    c: float = 10.0  # logistic regression's inverse regularisation
+    min_df: int = 2  # n-grams in fewer training texts are left out
+    max_terms: int = 14000  # the most n-grams kept (the weightiest; 0: all): prior.json's size
+
+
+@dataclass
 class Config:
     name: str = "emotion-tiny"
     run_dir: str = "training/runs/emotion-tiny"
@@ -168,6 +178,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
 
     def path(self, p: str) -> Path:
         """Paths in a config are relative to the repository root, whatever the working directory."""

@@ -164,11 +164,19 @@ def decode_batch(
     token_bytes: list[bytes] | None = None,
     temperature: float = 1.0,
     scores_at_first_label: bool = False,
+    priors: list[np.ndarray] | None = None,
 ) -> list[Decoded]:
     """`sources` (the input bytes of each prompt) and `token_bytes` turn grounded quoting on.
     `scores_at_first_label`: a `qra` row is scored where its reasoning first writes a label token
-    (the decision its reasoning states), and at the marker only when it writes none."""
+    (the decision its reasoning states), and at the marker only when it writes none. `priors`: per
+    row, what the lexical prior adds to the label logits until the row has named a label (prior.py)."""
     b = len(prompts)
+
+    def fuse(row: np.ndarray, r: int) -> None:
+        # In place and rounded to float32, as the service adds into its Float32Array of logits.
+        if priors is not None:
+            row[label_ids] = (row[label_ids].astype(np.float64) + priors[r]).astype(np.float32)
+
     label_first = set(label_ids)
     named: list[np.ndarray | None] = [None] * b
     grounding = (
@@ -188,10 +196,14 @@ def decode_batch(
         mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
         positions = np.concatenate([positions, positions[:, -1:] + 1], axis=1)
         logits, _ = forward(ids, mask, positions, None)
+        logits = np.array(logits, dtype=np.float32)
+        for r in range(b):
+            fuse(logits[r], r)
         z = logits[:, label_ids]
         return [Decoded([], label_scores(z[r], temperature), False, z[r].copy()) for r in range(b)]
 
     logits, past = forward(ids, mask, positions, None)
+    logits = np.array(logits, dtype=np.float32)
     next_pos = positions[:, -1] + 1
     reasoning: list[list[int]] = [[] for _ in range(b)]
     results: list[Decoded | None] = [None] * b
@@ -202,6 +214,8 @@ def decode_batch(
         for r in range(b):
             if results[r] is not None:
                 continue
+            if named[r] is None:
+                fuse(logits[r], r)
             if wrote_marker[r]:
                 z = named[r] if named[r] is not None else logits[r][label_ids].copy()
                 results[r] = Decoded(
@@ -231,4 +245,5 @@ def decode_batch(
             return [x for x in results if x is not None]
         mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
         logits, past = forward(feed, mask, next_pos[:, None].astype(np.int64), past)
+        logits = np.array(logits, dtype=np.float32)
         next_pos = next_pos + 1

@@ -143,6 +143,7 @@ def decode_windows(
             token_bytes=spec.token_bytes if grounded else None,
             temperature=pkg.temperature if temperature is None else temperature,
             scores_at_first_label=pkg.scores_at_first_label,
+            priors=[pkg.prior.for_source(sources[i]) for i in idx] if pkg.prior else None,
         )
         out.update(zip(idx, decoded, strict=True))
         meter.update(len(out))
@@ -203,6 +204,7 @@ def evaluate(
         mean_top_score=float(sum(float(p.scores.max()) for p in results) / max(1, len(results))),
         ece=expected_calibration_error([float(p.scores.max()) for p in results], correct),
         temperature=pkg.temperature,
+        prior_weight=pkg.prior.weight if pkg.prior else None,
         truncate=truncate,
         long_rows=sum(p.input_tokens > pkg.manifest["limits"]["max_input_tokens"] for p in results),
         windows=sum(len(p.decoded) for p in results),
@@ -268,6 +270,8 @@ def confusion_png(metrics: dict[str, Any], labels: list[str], path: str | Path, 
 def evaluate_cli(args: argparse.Namespace) -> int:
     try:
         pkg = load_package(args.model, args.threads, args.graph)
+        if args.no_prior:
+            pkg.prior = None
         metrics, predictions = evaluate(
             pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded, truncate=args.truncate
         )
@@ -291,6 +295,10 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         f"quoted phrases in the input {metrics['quotes_grounded']:.4f} ({metrics['quotes']} quotes)  "
         f"ECE {metrics['ece']:.4f} (temperature {metrics['temperature']:.3g}, mean top score {metrics['mean_top_score']:.4f})"
     )
+    if pkg.prior:
+        print(
+            f"lexical prior: weight {pkg.prior.weight:g}, {len(pkg.prior.index)} terms (--no-prior leaves it out)"
+        )
     print(f"{'label':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for name in labels:
         c = metrics["per_class"][name]
@@ -315,6 +323,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
             "quotes",
             "ece",
             "forced_marker",
+            "prior_weight",
             "seconds",
             "data",
             "truncate",

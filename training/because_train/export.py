@@ -11,6 +11,7 @@ validation evaluation the int8 one is measured against fp32 on every source, whi
 import json
 import logging
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 
 from because_train.calibrate import calibrate
 from because_train.config import Config, as_dict
+from because_train.data import read_jsonl
 from because_train.graphs import (
     PARITY_TEXTS,
     compare_graphs,
@@ -151,8 +153,6 @@ def parity_check(model: Any, onnx_path: Path, prompts: list[list[int]], pad: int
 
 def export(config: Config, kind: str) -> Path:
     """Writes the package of one trained kind into `models_dir`; returns its folder."""
-    from because_train.evaluate import confusion_png
-    from because_train.package import load_package
     from because_train.train import load_trained
 
     if config.model.label_scores_at not in ("marker", "first_label_token"):
@@ -180,20 +180,106 @@ def export(config: Config, kind: str) -> Path:
     if graphs:
         manifest["graphs"] = graphs
     _write_manifest(out, manifest)
+    if config.prior.enabled:
+        add_prior(config, out, manifest)
+    measure(config, kind, out, manifest)
+    return out
+
+
+def measure(config: Config, kind: str, out: Path, manifest: dict[str, Any]) -> None:
+    """A written package's validation metrics, calibration, default graph and card, from the
+    rows the data stage wrote (decoded as the service decodes, the package's prior included)."""
+    from because_train.evaluate import confusion_png
+    from because_train.package import load_package
+
     per_source, pooled_rows = evaluate_sources(config, load_package(out, graph="fp32"))
     pooled = add_metrics(config, manifest, per_source, pooled_rows)
     cal = add_calibration(config, manifest, per_source, pooled_rows)
-    if graphs:
-        log.info(f"export {package_id}: {choose_graph(config, out, manifest, pooled_rows)}")
+    if manifest.get("graphs"):
+        log.info(f"export {manifest['id']}: {choose_graph(config, out, manifest, pooled_rows)}")
+    (config.run / kind).mkdir(parents=True, exist_ok=True)  # absent where the package came from elsewhere
     confusion_png(
-        pooled, spec.labels, config.run / kind / "confusion-validation.png", f"{package_id} on validation"
+        pooled,
+        manifest["labels"],
+        config.run / kind / "confusion-validation.png",
+        f"{manifest['id']} on validation",
     )
     _write_card(config, out, manifest)
     summary = ", ".join(
         f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
         for n, m in per_source.items()
     )
-    log.info(f"export {package_id}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
+    log.info(f"export {manifest['id']}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
+
+
+def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
+    """Fits the lexical prior on the run's training rows (each text as the package reads it),
+    chooses its weight on the validation rows (prior.choose_weight, the package decoded without
+    it), and writes prior.json and the manifest's `prior` entry into the package."""
+    from because_train.evaluate import evaluate
+    from because_train.package import load_package
+    from because_train.prior import FILE, LexicalPrior, choose_weight, fit_prior
+
+    manifest.pop("prior", None)
+    _write_manifest(out, manifest)
+    pkg = load_package(out, graph="fp32")
+    labels, spec = manifest["labels"], pkg.spec
+    budget = manifest["limits"]["max_input_tokens"]
+
+    def as_read(text: str) -> str:  # what the model reads: normalised, tokenized, the first window
+        return spec.source_bytes(spec.text_ids(text)[:budget]).decode("utf-8", errors="replace")
+
+    train_rows = read_jsonl(config.run / "data" / "train.jsonl")
+    t0 = time.time()
+    fitted = fit_prior(
+        [as_read(r["text"]) for r in train_rows],
+        [labels.index(r["label"]) for r in train_rows],
+        labels,
+        config.prior.c,
+        config.prior.min_df,
+        config.seed,
+        config.prior.max_terms,
+    )
+    log.info(
+        f"prior {pkg.id}: {len(fitted['vocabulary'])} terms fitted on {len(train_rows)} rows in {time.time() - t0:.0f} s"
+    )
+    unit = LexicalPrior(fitted, 1.0)
+    logits, log_prior, gold, without = {}, {}, {}, {}
+    for src in config.data.all_sources():
+        data = str(config.run / "data" / f"validation-{src.name}.jsonl")
+        metrics, predictions = evaluate(pkg, data, progress=False)
+        logits[src.name] = np.asarray([p["label_logits"] for p in predictions], dtype=np.float64)
+        log_prior[src.name] = np.asarray([unit.log_probs(as_read(p["text"])) for p in predictions])
+        gold[src.name] = np.asarray([labels.index(p["label"]) for p in predictions])
+        without[src.name] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1")}
+    weight, losses = choose_weight(logits, log_prior, gold)
+    (out / FILE).write_text(json.dumps(fitted, separators=(",", ":")) + "\n")
+    manifest["prior"] = {
+        "method": "tfidf-logreg",
+        "file": FILE,
+        "weight": weight,
+        "terms": len(fitted["vocabulary"]),
+        "fitted_on": f"the run's {len(train_rows)} training rows, each text as the package reads it",
+        "c": config.prior.c,
+        "min_df": config.prior.min_df,
+        "max_terms": config.prior.max_terms,
+        "weight_chosen_by": "lowest validation log-loss (each source alike) at its own temperature",
+        "validation_log_loss_by_weight": losses,
+        "without_prior": without,
+    }
+    _write_manifest(out, manifest)
+    log.info(
+        f"prior {pkg.id}: weight {weight} (log-loss {losses[f'{weight:.1f}']:.4f}; 0: {losses['0.0']:.4f})"
+    )
+
+
+def prior_stage(config: Config, kind: str) -> Path:
+    """The `prior` stage: a lexical prior fitted into an exported package in place, then the
+    package measured again (metrics, calibration, default graph, card)."""
+    out = config.models / config.name.replace("{kind}", kind)
+    manifest = json.loads((out / "manifest.json").read_text())
+    add_prior(config, out, manifest)
+    measure(config, kind, out, manifest)
     return out
 
 

@@ -134,6 +134,45 @@ def _labels_limit(m: dict[str, Any]) -> str:
     )
 
 
+def prior_section(m: dict[str, Any]) -> str:
+    """The card's Lexical prior section: what it is, its weight, and each source with and without it
+    (empty for a package without `prior`)."""
+    prior = m.get("prior")
+    if not prior:
+        return ""
+    per_source = m["metrics"]["per_source"]
+    lines = [
+        f"| {name} | {w['accuracy']:.4f} | {per_source[name]['accuracy']:.4f} | {w['macro_f1']:.4f} | "
+        f"{per_source[name]['macro_f1']:.4f} |"
+        for name, w in prior.get("without_prior", {}).items()
+        if name in per_source
+    ]
+    losses = prior.get("validation_log_loss_by_weight", {})
+    kept = (
+        ", the weightiest of a first fit on every term seen twice, fitted again on those"
+        if prior.get("max_terms") and prior["terms"] >= prior["max_terms"]
+        else ""
+    )
+    table = (
+        "\n\n| source | accuracy without | with | macro-F1 without | with |\n|---|---|---|---|---|\n"
+        + "\n".join(lines)
+        if lines
+        else ""
+    )
+    return f"""## Lexical prior
+
+`{prior["file"]}`: TF-IDF over word 1-2 grams ({prior["terms"]} terms{kept}) and logistic regression (C={prior.get("c", "?")}),
+fitted on {prior.get("fitted_on", "the training rows")}. Until the reasoning names a label, {prior["weight"]:g} x its
+log-probability of each label is added to that label's first-token logit, so the reasoning names the fused
+choice and the label is the one it names; the scores are the softmax of the fused logits over the temperature.
+The weight had the lowest validation log-loss of 0 to 2 in steps of 0.1 (every source alike, each weight at its
+own temperature: {losses.get("0.0", float("nan")):.4f} at 0, {losses.get(f"{prior['weight']:.1f}", float("nan")):.4f} at {prior["weight"]:g}).
+Without and with it, the same validation rows (the reference graph, grounded; without: before the prior was fitted,
+at the package's earlier temperature, which does not move the label):{table}
+
+"""
+
+
 def graphs_section(m: dict[str, Any]) -> str:
     """The card's Graphs section: the graphs, which one the service runs by default and why, and
     each graph's numbers per validation source (empty for a package without `graphs`)."""
@@ -236,7 +275,7 @@ Training (validation accuracy after each epoch, greedy and ungrounded; the best 
 
 The test splits (dair-ai, GoEmotions) are held out and were not used for any choice.
 
-{graphs_section(m)}## How it was trained
+{prior_section(m)}{graphs_section(m)}## How it was trained
 
 {_sources(p)}
 {data}

@@ -9,6 +9,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from because_train.normalize import EmojiTable
+from because_train.prior import LexicalPrior
 from because_train.provenance import sha256_file
 from because_train.runtime import gqa_forward, onnx_forward, onnx_session
 from because_train.sequences import PromptSpec
@@ -57,6 +58,7 @@ class Package:
     session: Any
     graph: str = "fp32"  # the name in `graphs` the session runs
     layout: str = "optimum"  # its I/O layout (docs/model-package.md)
+    prior: LexicalPrior | None = None  # the lexical prior fused into the label logits (prior.py)
 
     @property
     def id(self) -> str:
@@ -98,6 +100,7 @@ class Package:
         from because_train.decode import decode_batch
 
         spec = self.spec
+        sources = [spec.source_bytes(ids) for ids in text_ids]
         return decode_batch(
             forward,
             [spec.prompt_ids(ids) for ids in text_ids],
@@ -107,10 +110,11 @@ class Package:
             label_ids=[ids[0] for ids in spec.label_ids],
             max_reasoning=self.manifest["limits"]["max_reasoning_tokens"],
             pad=spec.specials["pad"],
-            sources=[spec.source_bytes(ids) for ids in text_ids],
+            sources=sources,
             token_bytes=spec.token_bytes,
             temperature=self.temperature,
             scores_at_first_label=self.scores_at_first_label,
+            priors=[self.prior.for_source(src) for src in sources] if self.prior else None,
         )
 
 
@@ -154,5 +158,12 @@ def load_package(path: str | Path, threads: int = 0, graph: str | None = None) -
     name, entry = select_graph(path, manifest, graph)
     if entry["file"] not in manifest["files"]:
         raise PackageError(f"{path}: graph {name!r}: its file {entry['file']} is not listed in files")
+    prior_entry = manifest.get("prior")
+    if prior_entry and prior_entry.get("file") not in manifest["files"]:
+        raise PackageError(f"{path}: prior: its file {prior_entry.get('file')} is not listed in files")
+    try:
+        prior = LexicalPrior.load(path, manifest)
+    except (ValueError, KeyError) as e:
+        raise PackageError(f"{path}: {e}") from None
     session = onnx_session(path / entry["file"], threads)
-    return Package(path, manifest, spec, session, name, entry["layout"])
+    return Package(path, manifest, spec, session, name, entry["layout"], prior)

@@ -69,7 +69,7 @@ def report(config: Config, out_dir: Path | None = None) -> Path:
         "",
         "Both models: the same architecture, tokenizer, training rows, seed and epoch budget; only the target differs",
         "(label alone, or reasoning then label). Validation rows with a label of every source, decoded from the exported",
-        "ONNX packages' reference graph (`model.onnx`) as the service decodes (grounded quoting, calibrated scores); the",
+        "ONNX packages' reference graph (`model.onnx`) as the service decodes (grounded quoting, the lexical prior where a package has one, calibrated scores); the",
         "graph the service runs by default is compared below.",
         "",
         "| source | rows | Q->A accuracy | Q->RA accuracy | Q->RA - Q->A | Q->A macro-F1 | Q->RA macro-F1 "
@@ -85,6 +85,7 @@ def report(config: Config, out_dir: Path | None = None) -> Path:
             f"{100 * b['quotes_grounded']:.1f}% | {a['ece']:.3f} | {b['ece']:.3f} |"
         )
     lines += default_graph_lines(qa, qra, sources)
+    lines += prior_lines(qa, qra, sources)
     lines += [
         "",
         "F1 per label (all sources pooled):",
@@ -138,6 +139,29 @@ def default_graph_lines(qa: dict[str, Any], qra: dict[str, Any], sources: list[s
         lines.append(
             f"| {src} | " + " | ".join(f"{c['accuracy']:.4f} / {c['ece']:.3f}" for c in cells) + " |"
         )
+    return lines
+
+
+def prior_lines(qa: dict[str, Any], qra: dict[str, Any], sources: list[str]) -> list[str]:
+    """Accuracy per source of both packages without their lexical prior (measured before it was fitted),
+    when both carry one: the paper's comparison of the two models alone."""
+    priors = [m.get("prior") for m in (qa, qra)]
+    if not all(priors):
+        return []
+    a, b = (p["without_prior"] for p in priors)  # type: ignore[index]
+    lines = [
+        "",
+        f"Both packages fuse a lexical prior into the label logits (TF-IDF + logistic regression on the same rows;"
+        f' weight Q->A {priors[0]["weight"]:g}, Q->RA {priors[1]["weight"]:g}; the model cards\' section "Lexical prior").'  # type: ignore[index]
+        " The models alone, the same rows (accuracy, without the prior):",
+        "",
+        "| source | Q->A | Q->RA | Q->RA - Q->A |",
+        "|---|---|---|---|",
+    ]
+    for src in sources:
+        if src in a and src in b:
+            x, y = a[src]["accuracy"], b[src]["accuracy"]
+            lines.append(f"| {src} | {x:.4f} | {y:.4f} | {100 * (y - x):+.2f} |")
     return lines
 
 

@@ -15,7 +15,7 @@ const infoRoute = createRoute({
   path: '/info',
   summary: 'Service version and served models',
   description:
-    "The service version, the default truncate mode and, for each served model: id, kind, labels, limits, the graph it runs (name, layout, weights type) and that ONNX file's sha256, calibration, device and execution provider. Served without an API key.",
+    "The service version, the default truncate mode and, for each served model: id, kind, labels, limits, the graph it runs (name, layout, weights type) and that ONNX file's sha256, calibration, lexical prior, device and execution provider. Served without an API key.",
   responses: { 200: jsonBody(InfoResponse, 'The service and its models.') },
 })
 
@@ -37,6 +37,7 @@ function modelInfo(m: ServedModel, limits: Service['limits']) {
     dtype: m.card.dtype,
     onnx_sha256: m.card.onnxSha256,
     calibration: m.card.calibration,
+    prior: m.card.prior,
     device: m.card.provider,
     execution_provider: EXECUTION_PROVIDER[m.card.provider],
   }

@@ -1,0 +1,185 @@
+"""The lexical prior: TF-IDF (word 1-2 grams) + logistic regression over the input text, fused into
+the label logits (docs/model-package.md, "Lexical prior").
+
+The small model reads words in context but has seen little dialogue; a linear model over word
+n-grams of the same training rows is wrong elsewhere (measured on the v3 Q->RA package's validation
+rows: fusing the two lifted film dialogue from 0.533 to 0.566). While a sequence has not yet named a label,
+`weight x log p(label | text)` is added to each label's first-token logit, so the greedy reasoning
+names the fused choice and the scores are softmax(fused logits / temperature).
+
+`LexicalPrior.log_probs` is the reference the service's `src/model/prior.ts` follows operation for
+operation (float64, the same order of sums), so that both decode alike row for row. sklearn only
+fits; the package's prior.json, not sklearn, is what both sides compute from.
+"""
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "tfidf-logreg-v1"
+FILE = "prior.json"
+TOKEN_PATTERN = r"[a-z0-9]+|[!?]+"  # valid alike in Python's re and JavaScript's RegExp
+WEIGHTS = tuple(round(0.1 * i, 1) for i in range(21))  # the fusion weights tried, 0 (none) to 2
+
+
+def _short(x: float) -> float:
+    """Four significant digits (log-probabilities move by about 1e-3): prior.json stays under a MB,
+    and both sides parse the same double."""
+    return float(f"{x:.4g}")
+
+
+def fit_prior(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    names: Sequence[str],
+    c: float,
+    min_df: int,
+    seed: int,
+    max_terms: int = 0,
+) -> dict[str, Any]:
+    """prior.json's content: TF-IDF + logistic regression fitted on normalised `texts`. With
+    `max_terms`, the terms that weigh most in a first fit (the spread of their coefficients over the
+    labels times log(1 + their document count)) are kept and both are fitted again on those alone."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    def fit(vocabulary: list[str] | None) -> tuple[Any, Any, Any]:
+        vec = TfidfVectorizer(
+            ngram_range=(1, 2),
+            token_pattern=TOKEN_PATTERN,
+            sublinear_tf=True,
+            min_df=min_df,
+            vocabulary=vocabulary,
+        )
+        x = vec.fit_transform(texts)
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        # One BLAS thread: with two, lbfgs stopped elsewhere (0.15 points on dair-ai, 2026-12-01).
+        with threadpool_limits(limits=1):
+            clf.fit(x, list(labels))
+        return vec, clf, x
+
+    vec, clf, x = fit(None)
+    if max_terms and len(vec.vocabulary_) > max_terms:
+        # A package has about a MB to spare under its 50 MB (all 46401 terms of the v3 run: 4 MB).
+        # Offline on the v3 Q->RA logits, 8000-14000 terms fused within a point of all of them.
+        docs = np.asarray((x > 0).sum(axis=0)).ravel()
+        weight = (clf.coef_.max(axis=0) - clf.coef_.min(axis=0)) * np.log1p(docs)
+        terms = vec.get_feature_names_out()
+        vec, clf, x = fit(sorted(str(terms[i]) for i in np.argsort(-weight, kind="stable")[:max_terms]))
+    if list(clf.classes_) != list(range(len(names))):
+        raise ValueError(f"the prior's training rows lack labels: saw {list(clf.classes_)} of {len(names)}")
+    vocabulary = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
+    return {
+        "format": FORMAT,
+        "labels": list(names),
+        "lowercase": True,
+        "token_pattern": TOKEN_PATTERN,
+        "ngram_range": [1, 2],
+        "sublinear_tf": True,
+        "vocabulary": vocabulary,
+        "idf": [_short(v) for v in vec.idf_],
+        "coef": [[_short(v) for v in row] for row in clf.coef_.T],
+        "intercept": [_short(v) for v in clf.intercept_],
+    }
+
+
+@dataclass
+class LexicalPrior:
+    """A loaded prior.json and the fusion weight from the manifest."""
+
+    spec: dict[str, Any]
+    weight: float
+
+    def __post_init__(self) -> None:
+        s = self.spec
+        if s.get("format") != FORMAT:
+            raise ValueError(f"{FILE}: format {s.get('format')!r}; expected {FORMAT!r}")
+        self.index = {t: j for j, t in enumerate(s["vocabulary"])}
+        self.pattern = re.compile(s["token_pattern"])
+        self.min_n, self.max_n = s["ngram_range"]
+
+    @classmethod
+    def load(cls, package: Path, manifest: dict[str, Any]) -> "LexicalPrior | None":
+        entry = manifest.get("prior")
+        if not entry:
+            return None
+        prior = cls(json.loads((package / entry["file"]).read_text()), float(entry["weight"]))
+        if prior.spec["labels"] != manifest["labels"]:
+            raise ValueError(
+                f"{package / entry['file']}: labels {prior.spec['labels']} are not the package's {manifest['labels']}"
+            )
+        return prior
+
+    def log_probs(self, text: str) -> list[float]:
+        """log p(label | text), in label order; `text` as the model reads it (normalised)."""
+        s = self.spec
+        if s["lowercase"]:
+            text = text.lower()
+        tokens = self.pattern.findall(text)
+        counts: dict[int, int] = {}
+        for n in range(self.min_n, self.max_n + 1):
+            for i in range(len(tokens) - n + 1):
+                j = self.index.get(" ".join(tokens[i : i + n]))
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+        found = sorted(counts)
+        idf = s["idf"]
+        x = {j: ((1 + math.log(counts[j])) if s["sublinear_tf"] else counts[j]) * idf[j] for j in found}
+        ss = 0.0
+        for j in found:
+            ss += x[j] * x[j]
+        norm = math.sqrt(ss)
+        if norm > 0:
+            for j in found:
+                x[j] = x[j] / norm
+        coef = s["coef"]
+        z = []
+        for k, b in enumerate(s["intercept"]):
+            acc = 0.0
+            for j in found:
+                acc += x[j] * coef[j][k]
+            z.append(acc + b)
+        m = max(z)
+        total = 0.0
+        for v in z:
+            total += math.exp(v - m)
+        return [v - (m + math.log(total)) for v in z]
+
+    def for_source(self, source: bytes) -> np.ndarray:
+        """weight x log p over the labels for a sequence whose input bytes are `source` (what the
+        model reads, as grounded quoting sees it): what is added to the label logits."""
+        lp = self.log_probs(source.decode("utf-8", errors="replace"))
+        return np.asarray([self.weight * v for v in lp], dtype=np.float64)
+
+
+def choose_weight(
+    logits: dict[str, np.ndarray], log_prior: dict[str, np.ndarray], gold: dict[str, np.ndarray]
+) -> tuple[float, dict[str, float]]:
+    """The fusion weight in WEIGHTS with the lowest validation log-loss, each at its own best
+    temperature, every source weighing alike; and that loss per weight (for the manifest)."""
+    from because_train.metrics import fit_temperature
+
+    names = sorted(logits)
+    losses: dict[str, float] = {}
+    for w in WEIGHTS:
+        fused = {n: logits[n] + w * log_prior[n] for n in names}
+        rows = [r for n in names for r in fused[n]]
+        ys = [int(g) for n in names for g in gold[n]]
+        groups = [n for n in names for _ in gold[n]]
+        t = fit_temperature(rows, ys, groups)
+        per = []
+        for n in names:
+            s = fused[n] / t
+            s = s - s.max(axis=1, keepdims=True)
+            lp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+            per.append(float(-lp[np.arange(len(gold[n])), gold[n]].mean()))
+        losses[f"{w:.1f}"] = float(np.mean(per))
+    best = min(WEIGHTS, key=lambda w: (losses[f"{w:.1f}"], w))
+    return best, losses
