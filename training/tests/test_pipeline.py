@@ -201,3 +201,24 @@ def test_bad_config_is_a_clear_error(tmp_path):
     result = run_cli("data", "--config", str(bad))
     assert result.returncode != 0
     assert "config.train: unknown key 'epochz'" in result.stderr
+
+
+def test_prior_stage_fits_a_lexical_prior_into_a_package_and_measures_it_again(tiny_run, tmp_path):
+    tmp, config, _ = tiny_run
+    pkg = tmp / "models" / "t-qa"
+    result = run_cli("prior", "--config", str(config), "--kind", "qa", "--set", "prior.max_terms=200")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((pkg / "manifest.json").read_text())
+    prior = m["prior"]
+    assert prior["method"] == "tfidf-logreg" and prior["file"] == "prior.json" and "prior.json" in m["files"]
+    assert prior["terms"] == 200 and 0 <= prior["weight"] <= 2
+    assert set(prior["validation_log_loss_by_weight"]) >= {"0.0", "1.0", "2.0"}
+    assert set(prior["without_prior"]) == set(m["metrics"]["per_source"])
+    assert "## Lexical prior" in (pkg / "MODEL_CARD.md").read_text()
+    data = str(SHARED_DATA / "emotion" / "validation.jsonl")
+    runs = {}
+    for flags in ((), ("--no-prior",)):
+        out = run_cli("evaluate", "--model", str(pkg), "--data", data, "--limit", "64", *flags)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[flags] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs[()]["prior_weight"] == prior["weight"] and runs[("--no-prior",)]["prior_weight"] is None
