@@ -45,7 +45,7 @@ import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js
 import { loadEmojiTable, vocabularyBytes } from '../../src/model/tokenizer.js'
 import { EmojiTable, normalize } from '../../src/model/normalize.js'
 import type { NormalizeRule } from '../../src/model/normalize.js'
-import { loadPrior, priorLogits } from '../../src/model/prior.js'
+import { addPrior, loadPrior, priorLogits } from '../../src/model/prior.js'
 import type { LexicalPrior } from '../../src/model/prior.js'
 
 /** The parts of manifest.json the peer reads. */
@@ -89,6 +89,7 @@ export class ReasoningProcessor extends LogitsProcessor {
   #quote: QuoteState = OUTSIDE
   /** The label logits where the reasoning first wrote a label token (`scoresAtFirstLabel`). */
   #named: number[] | null = null
+  readonly #labelFirstIds: number[]
   constructor(
     private readonly promptLength: number,
     private readonly m: Pick<PeerManifest, 'label_token_ids' | 'special_tokens' | 'limits'>,
@@ -98,18 +99,17 @@ export class ReasoningProcessor extends LogitsProcessor {
     private readonly prior: Float64Array | null = null,
   ) {
     super()
+    this.#labelFirstIds = m.label_token_ids.map((t) => t[0]!)
   }
 
   override _call(inputIds: bigint[][], logits: Tensor): Tensor {
     const ids = inputIds[0]!
     const data = logits.data as Float32Array
-    if (this.prior && this.#named === null) {
-      this.m.label_token_ids.forEach((t, k) => (data[t[0]!] = data[t[0]!]! + this.prior![k]!))
-    }
+    if (this.prior && this.#named === null) addPrior(data, 0, this.#labelFirstIds, this.prior)
     const generated = ids.length - this.promptLength
     const marker = this.m.special_tokens.marker
     if (generated > 0 && ids[ids.length - 1] === BigInt(marker)) {
-      this.labelLogits = this.#named ?? this.m.label_token_ids.map((t) => data[t[0]!]!)
+      this.labelLogits = this.#named ?? this.#labelFirstIds.map((id) => data[id]!)
       return logits
     }
     if (generated >= this.m.limits.max_reasoning_tokens) {
@@ -120,8 +120,8 @@ export class ReasoningProcessor extends LogitsProcessor {
     const { token, state } = pickGrounded(data, 0, logits.dims.at(-1)!, this.grounding, this.#quote)
     // The sampler must take exactly this token, or the carried state would describe another text.
     this.#quote = state
-    if (this.scoresAtFirstLabel && this.#named === null && this.m.label_token_ids.some((t) => t[0] === token)) {
-      this.#named = this.m.label_token_ids.map((t) => data[t[0]!]!)
+    if (this.scoresAtFirstLabel && this.#named === null && this.#labelFirstIds.includes(token)) {
+      this.#named = this.#labelFirstIds.map((id) => data[id]!)
     }
     data.fill(-Infinity)
     data[token] = 0

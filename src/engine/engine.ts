@@ -24,7 +24,7 @@
  * label logits of every row until its sequence has named a label.
  */
 import { StreamingDetokenizer } from '../model/detokenizer.js'
-import { priorLogits } from '../model/prior.js'
+import { addPrior, priorLogits } from '../model/prior.js'
 import type { LexicalPrior } from '../model/prior.js'
 import { createRunner } from './batch-runner.js'
 import type { BatchRunner, ModelPasses, PrefillLogits } from './batch-runner.js'
@@ -304,12 +304,9 @@ export class BatchEngine {
   #advance(s: Sequence, logits: Float32Array, offset: number, events: SequenceEvent[]): boolean {
     if (this.#cancelled.has(s.id)) return false
     const { marker } = this.#model.specials
-    if (s.prior && s.namedLogits === null) {
-      // Into the row itself (each Float32Array store rounds to float32, as evaluate does), once per
-      // row and step, before anything reads it: the greedy pick, `namedLogits`, the label scores.
-      const ids = this.#model.labelFirstIds
-      for (let k = 0; k < ids.length; k++) logits[offset + ids[k]!] = logits[offset + ids[k]!]! + s.prior[k]!
-    }
+    // Into the row itself, once per row and step, before anything reads it: the greedy pick,
+    // `namedLogits`, the label scores.
+    if (s.prior && s.namedLogits === null) addPrior(logits, offset, this.#model.labelFirstIds, s.prior)
     if (s.phase === 'label') {
       const ids = this.#model.labelFirstIds
       const { index, scores } = s.namedLogits

@@ -174,3 +174,14 @@ export function priorLogits(p: LexicalPrior, source: Uint8Array): Float64Array {
   for (let k = 0; k < lp.length; k++) lp[k] = p.weight * lp[k]!
   return lp
 }
+
+/**
+ * Adds `prior` (one value per label) to each label's first-token logit in `logits[offset + id]`, in
+ * place: each Float32Array store rounds the sum to float32, as evaluate does (decode.py `fuse`).
+ */
+export function addPrior(logits: Float32Array, offset: number, labelFirstIds: readonly number[], prior: Float64Array): void {
+  for (let k = 0; k < labelFirstIds.length; k++) {
+    const at = offset + labelFirstIds[k]!
+    logits[at] = logits[at]! + prior[k]!
+  }
+}

@@ -71,7 +71,9 @@ describe('GET /info', () => {
   })
 })
 
-describe('GET /info for an uncalibrated model (fake engine)', () => {
+/** The /info entry of one model served by a fake engine: a qa model over labels a, b, `changes` applied. */
+async function fakeModelInfo(changes: Partial<ServedModel>, card: Partial<ServedModel['card']>): Promise<Info['models'][number]> {
+  const provider = card.provider ?? 'cpu'
   const model: ServedModel = {
     id: 'm',
     kind: 'qa',
@@ -82,39 +84,30 @@ describe('GET /info for an uncalibrated model (fake engine)', () => {
     maxReasoningTokens: 0,
     encoder: {} as never,
     engine: { ready: true, submit: () => Promise.resolve([]) },
-    card: { graph: 'fused-int8', layout: 'gqa', dtype: 'int8', onnxSha256: 'ab'.repeat(32), calibration: null, prior: null, provider: 'cuda' },
+    ...changes,
+    card: { graph: 'fused-int8', layout: 'gqa', dtype: 'int8', onnxSha256: 'ab'.repeat(32), calibration: null, prior: null, provider, ...card },
   }
   const app = createApp({
-    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'auto', provider: 'cuda', threads: 1, workers: 1 } },
+    service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: provider === 'cuda' ? 'auto' : 'cpu', provider, threads: 1, workers: 1 } },
     logger: pino({ level: 'silent' }),
   })
+  return ((await (await app.request('/info')).json()) as Info).models[0]!
+}
 
+describe('GET /info for an uncalibrated model (fake engine)', () => {
   it('reports calibration null, its own labels, and the CUDA provider', async () => {
-    const info = (await (await app.request('/info')).json()) as Info
-    expect(info.models[0]).toMatchObject({ labels: ['a', 'b'], calibration: null, device: 'cuda', execution_provider: 'CUDAExecutionProvider' })
+    const info = await fakeModelInfo({}, { provider: 'cuda' })
+    expect(info).toMatchObject({ labels: ['a', 'b'], calibration: null, device: 'cuda', execution_provider: 'CUDAExecutionProvider' })
   })
 })
 
 describe('GET /info for a model with a lexical prior (fake engine)', () => {
   it('reports its method, weight and number of terms', async () => {
     const prior = { method: 'tfidf-logreg', weight: 0.8, terms: 61234 } as const
-    const model: ServedModel = {
-      id: 'p',
-      kind: 'qra',
-      labels: ['a', 'b'],
-      labelTokenCounts: [1, 1],
-      normalize: 'none',
-      maxInputTokens: 16,
-      maxReasoningTokens: 8,
-      encoder: {} as never,
-      engine: { ready: true, submit: () => Promise.resolve([]) },
-      card: { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: 'cd'.repeat(32), calibration: null, prior, provider: 'cpu' },
-    }
-    const app = createApp({
-      service: { models: [model], limits: { maxTexts: 2, maxTextChars: 10, maxBodyBytes: 100, timeoutMs: 1000, truncate: 'windows' }, runtime: { device: 'cpu', provider: 'cpu', threads: 1, workers: 1 } },
-      logger: pino({ level: 'silent' }),
-    })
-    const info = (await (await app.request('/info')).json()) as Info
-    expect(info.models[0]!.prior).toEqual(prior)
+    const info = await fakeModelInfo(
+      { id: 'p', kind: 'qra', labelTokenCounts: [1, 1], maxReasoningTokens: 8 },
+      { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: 'cd'.repeat(32), prior },
+    )
+    expect(info.prior).toEqual(prior)
   })
 })

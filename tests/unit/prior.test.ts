@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ManifestSchema, PackageError, checkManifest } from '../../src/model/manifest.js'
-import { labelLogProbs, loadPrior, parsePrior, priorLogits } from '../../src/model/prior.js'
+import { addPrior, labelLogProbs, loadPrior, parsePrior, priorLogits } from '../../src/model/prior.js'
 import type { LexicalPrior } from '../../src/model/prior.js'
 import { QRA } from '../support/service.js'
 
@@ -197,5 +197,14 @@ describe('manifest prior', () => {
     await expect(loadPrior(dir, m)).rejects.toThrow(`${join(dir, 'prior.json')}: invalid JSON (`)
     rmSync(join(dir, 'prior.json'))
     await expect(loadPrior(dir, m)).rejects.toThrow(`${join(dir, 'prior.json')}: cannot read (ENOENT)`)
+  })
+})
+
+describe('addPrior', () => {
+  it('adds one value per label to its first-token logit in the row at offset, rounded to float32', () => {
+    const logits = new Float32Array([9, 9, 1, 2, 3, 4])
+    addPrior(logits, 2, [3, 1], Float64Array.from([0.5, 0.1]))
+    // Row 2..5; label 0 is id 3 (logits[5]), label 1 is id 1 (logits[3]); the rest untouched.
+    expect([...logits]).toEqual([9, 9, 1, Math.fround(2 + 0.1), 3, 4.5])
   })
 })

@@ -34,6 +34,37 @@ def _short(x: float) -> float:
     return float(f"{x:.4g}")
 
 
+def fit_tfidf_logreg(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    c: float,
+    min_df: int,
+    seed: int,
+    vocabulary: list[str] | None = None,
+) -> tuple[Any, Any, Any]:
+    """(vectorizer, classifier, training matrix): TF-IDF over word 1-2 grams (sublinear tf) and
+    logistic regression, the prior's and the report's TF-IDF line alike. `vocabulary`: these terms
+    only (min_df then does not apply)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    vec = TfidfVectorizer(
+        ngram_range=(1, 2),
+        token_pattern=TOKEN_PATTERN,
+        sublinear_tf=True,
+        min_df=min_df,
+        vocabulary=vocabulary,
+    )
+    x = vec.fit_transform(texts)
+    clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    # One BLAS thread: with two, lbfgs stopped elsewhere and the line moved by up to 0.25 points
+    # (dair 0.8425 against 0.8410 on the same rows, 2026-12-01).
+    with threadpool_limits(limits=1):
+        clf.fit(x, list(labels))
+    return vec, clf, x
+
+
 def fit_prior(
     texts: Sequence[str],
     labels: Sequence[int],
@@ -46,33 +77,16 @@ def fit_prior(
     """prior.json's content: TF-IDF + logistic regression fitted on normalised `texts`. With
     `max_terms`, the terms that weigh most in a first fit (the spread of their coefficients over the
     labels times log(1 + their document count)) are kept and both are fitted again on those alone."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
 
-    def fit(vocabulary: list[str] | None) -> tuple[Any, Any, Any]:
-        vec = TfidfVectorizer(
-            ngram_range=(1, 2),
-            token_pattern=TOKEN_PATTERN,
-            sublinear_tf=True,
-            min_df=min_df,
-            vocabulary=vocabulary,
-        )
-        x = vec.fit_transform(texts)
-        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-        # One BLAS thread: with two, lbfgs stopped elsewhere (0.15 points on dair-ai, 2026-12-01).
-        with threadpool_limits(limits=1):
-            clf.fit(x, list(labels))
-        return vec, clf, x
-
-    vec, clf, x = fit(None)
+    vec, clf, x = fit_tfidf_logreg(texts, labels, c, min_df, seed)
     if max_terms and len(vec.vocabulary_) > max_terms:
         # A package has about a MB to spare under its 50 MB (all 46401 terms of the v3 run: 4 MB).
         # Offline on the v3 Q->RA logits, 8000-14000 terms fused within a point of all of them.
         docs = np.asarray((x > 0).sum(axis=0)).ravel()
         weight = (clf.coef_.max(axis=0) - clf.coef_.min(axis=0)) * np.log1p(docs)
         terms = vec.get_feature_names_out()
-        vec, clf, x = fit(sorted(str(terms[i]) for i in np.argsort(-weight, kind="stable")[:max_terms]))
+        kept = sorted(str(terms[i]) for i in np.argsort(-weight, kind="stable")[:max_terms])
+        vec, clf, x = fit_tfidf_logreg(texts, labels, c, min_df, seed, kept)
     if list(clf.classes_) != list(range(len(names))):
         raise ValueError(f"the prior's training rows lack labels: saw {list(clf.classes_)} of {len(names)}")
     vocabulary = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)

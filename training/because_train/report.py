@@ -25,20 +25,18 @@ REFERENCES = [
 def tfidf_baseline(config: Config, labels: list[str]) -> dict[str, dict[str, Any]]:
     """Per-source validation metrics of TF-IDF (word 1-2 grams) + logistic regression trained on
     the run's training rows, over `labels` (the packages')."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
+    from because_train.prior import fit_tfidf_logreg
 
     rule = config.model.normalize
     train = read_jsonl(config.run / "data" / "train.jsonl")
     val = read_jsonl(config.run / "data" / "validation.jsonl")
-    vec = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"[a-z0-9]+|[!?]+", sublinear_tf=True, min_df=2)
-    x = vec.fit_transform([normalize(r["text"], rule) for r in train])
-    clf = LogisticRegression(C=10.0, max_iter=2000, random_state=config.seed)
-    # One BLAS thread: with two, lbfgs stopped elsewhere and the line moved by up to 0.25 points
-    # (dair 0.8425 against 0.8410 on the same rows, 2026-12-01).
-    with threadpool_limits(limits=1):
-        clf.fit(x, [labels.index(r["label"]) for r in train])
+    vec, clf, _ = fit_tfidf_logreg(
+        [normalize(r["text"], rule) for r in train],
+        [labels.index(r["label"]) for r in train],
+        c=10.0,
+        min_df=2,
+        seed=config.seed,
+    )
     pred = clf.predict(vec.transform([normalize(r["text"], rule) for r in val]))
     out: dict[str, dict[str, Any]] = {}
     for src in sorted({r["source"] for r in val}):
