@@ -137,6 +137,15 @@ interface Option<K extends keyof Config> {
   default: (env: NodeJS.ProcessEnv, isTty: boolean) => Config[K]
 }
 
+/**
+ * Intra-op threads when none are asked for: one core fewer than the host has, since the HTTP thread
+ * (streams, tokenizer, validation) keeps one busy under load; on 2 cores one intra-op thread served
+ * 1.2x to 1.5x the requests of two (docs/engine.md, "Threads").
+ */
+export function defaultThreads(cores: number): number {
+  return Math.max(1, cores - 1)
+}
+
 function option<K extends keyof Config>(o: Option<K>): Option<K> {
   return o
 }
@@ -147,7 +156,7 @@ export const OPTIONS = [
   option({ key: 'host', flag: '--host', env: 'HOST', parse: text, help: 'address to listen on', default: () => '127.0.0.1' }),
   option({ key: 'port', flag: '--port', env: 'PORT', parse: int(0, 65535), help: 'port (0: any free port)', default: () => 8080 }),
   option({ key: 'device', flag: '--device', env: 'DEVICE', parse: oneOf<Device>(['auto', 'cpu', 'cuda']), help: 'execution provider: auto (CUDA if it loads, else CPU), cpu, cuda', default: () => 'auto' }),
-  option({ key: 'threads', flag: '--threads', env: 'THREADS', parse: int(1, 1024), help: 'ONNX Runtime intra-op threads per engine worker', default: () => availableParallelism() }),
+  option({ key: 'threads', flag: '--threads', env: 'THREADS', parse: int(1, 1024), help: 'ONNX Runtime intra-op threads per engine worker (default: CPU count - 1, at least 1)', default: () => defaultThreads(availableParallelism()) }),
   option({ key: 'workers', flag: '--workers', env: 'WORKERS', parse: int(1, 64), help: 'engine workers per model, each with its own session and batch (requests go to the least busy)', default: () => 1 }),
   option({ key: 'graph', flag: '--graph', env: 'GRAPH', parse: graphName, help: "graph of each package to run, e.g. fp32, fused-int8 (default: the package's default_graph, else fp32)", default: () => null }),
   option({ key: 'spinWait', flag: '--spin-wait', env: 'SPIN_WAIT', parse: onOff, help: "on: ONNX Runtime's pool threads spin between ops (with --threads 2 or more); off (default)", default: () => false }),

@@ -126,9 +126,11 @@ describe('options', () => {
   })
 
   it('splits the threads among the engine workers unless --engine-threads says otherwise', () => {
-    expect(parseBenchArgs([])).toMatchObject({ engineWorkers: 1, engineThreads: 2 })
+    expect(parseBenchArgs([])).toMatchObject({ engineWorkers: 1, engineThreads: 1 })
+    expect(parseBenchArgs(['--threads', '4'])).toMatchObject({ engineWorkers: 1, engineThreads: 3 })
     expect(parseBenchArgs(['--engine-workers', '2'])).toMatchObject({ threads: 2, engineWorkers: 2, engineThreads: 1 })
     expect(parseBenchArgs(['--threads', '2', '--engine-workers', '4'])).toMatchObject({ engineWorkers: 4, engineThreads: 1 })
+    expect(parseBenchArgs(['--threads', '9', '--engine-workers', '2'])).toMatchObject({ engineWorkers: 2, engineThreads: 4 })
     expect(parseBenchArgs(['--engine-workers', '2', '--engine-threads', '3'])).toMatchObject({ engineWorkers: 2, engineThreads: 3 })
     expect(() => parseBenchArgs(['--engine-workers', '0'])).toThrow(/--engine-workers/)
   })

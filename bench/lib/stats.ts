@@ -113,11 +113,14 @@ export interface BenchOptions {
   model: string
   /** The package's graph the engine runs (`--graph` of the service); null: the package's default. The peer always loads model.onnx. */
   graph: string | null
-  /** The cores each system is given: the peer's intra-op threads, the engine's workers x threads. */
+  /**
+   * The busy threads each system is given: the peer's intra-op threads (its generate() and its HTTP
+   * share the thread that calls run()); the engine's HTTP thread plus workers x threads.
+   */
   threads: number
   /** The engine's `--workers` (default 1, the service's default). */
   engineWorkers: number
-  /** The engine's `--threads` per worker (default: threads / engineWorkers, at least 1). */
+  /** The engine's `--threads` per worker (default: (threads - 1) / engineWorkers, at least 1). */
   engineThreads: number
   /** The engine's `--spin-wait on` (the peer always spins: transformers.js leaves ONNX Runtime's default). */
   spinWait: boolean
@@ -143,9 +146,12 @@ export const BENCH_USAGE = `usage: npm run bench -- [options]
   --model DIR          model package folder (default models/emotion-qra-natural)
   --graph NAME         the package's graph the engine runs (the service's --graph; default: the
                        package's default_graph, else fp32); the peer always loads model.onnx (fp32)
-  --threads N          ONNX Runtime intra-op threads for both systems (default 2)
-  --engine-workers W   the engine's --workers (default 1); its --threads is then N / W (at
-                       least 1), so that both systems get N threads
+  --threads N          busy threads for each system (default 2): the peer's ONNX Runtime
+                       intra-op threads (its HTTP runs on the thread that calls run()); the
+                       engine's HTTP thread plus --threads N - 1 (at least 1), the service's
+                       own default on an N-core host
+  --engine-workers W   the engine's --workers (default 1); its --threads is then (N - 1) / W
+                       (at least 1)
   --engine-threads T   the engine's --threads per worker instead
   --spin-wait          the engine with ONNX Runtime's spin-waiting on (the service's --spin-wait
                        on), as the peer always has it; default: off, the service's default
@@ -214,7 +220,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const requests = raw.has('--requests') ? positiveInt(raw.get('--requests')!, '--requests') : null
   const threads = raw.has('--threads') ? positiveInt(raw.get('--threads')!, '--threads') : 2
   const engineWorkers = raw.has('--engine-workers') ? positiveInt(raw.get('--engine-workers')!, '--engine-workers') : 1
-  const engineThreads = raw.has('--engine-threads') ? positiveInt(raw.get('--engine-threads')!, '--engine-threads') : Math.max(1, Math.floor(threads / engineWorkers))
+  const engineThreads = raw.has('--engine-threads') ? positiveInt(raw.get('--engine-threads')!, '--engine-threads') : Math.max(1, Math.floor((threads - 1) / engineWorkers))
   return {
     levels,
     requests,

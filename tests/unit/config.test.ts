@@ -1,5 +1,14 @@
+import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, parseConfig, usage } from '../../src/config.js'
+import { ConfigError, defaultThreads, parseConfig, usage } from '../../src/config.js'
+
+describe('defaultThreads', () => {
+  it('leaves one core to the HTTP thread, and never goes below one thread', () => {
+    expect(defaultThreads(1)).toBe(1)
+    expect(defaultThreads(2)).toBe(1)
+    expect(defaultThreads(16)).toBe(15)
+  })
+})
 
 describe('parseConfig', () => {
   it('has the documented defaults', () => {
@@ -16,7 +25,7 @@ describe('parseConfig', () => {
       truncate: 'windows',
       workers: 1,
     })
-    expect(c.threads).toBeGreaterThan(0)
+    expect(c.threads).toBe(defaultThreads(availableParallelism()))
     expect(parseConfig([], {}, true).logFormat).toBe('pretty')
   })
 
