@@ -160,6 +160,9 @@ class PriorConfig:
     c: float = 10.0  # logistic regression's inverse regularisation
     min_df: int = 2  # n-grams in fewer training texts are left out
     max_terms: int = 14000  # the most n-grams kept (the weightiest; 0: all): prior.json's size
+    # One prior per register (source) and a gate between them, and a temperature per register
+    # (prior.py fit_register_prior, calibrate.py); max_terms then applies to the gate and each expert.
+    registers: bool = False
 
 
 @dataclass

@@ -9,7 +9,7 @@ divided by the package's calibration temperature, at the marker's position, or (
 manifest says `label_scores_at: first_label_token`) where the reasoning first writes a label token.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +137,7 @@ class Decoded:
     forced: bool  # the budget ran out before the model wrote the marker
     label_logits: np.ndarray | None = None  # before the temperature: what calibration is fitted on
     named: bool = False  # the scores come from where the reasoning first named a label
+    gate: list[float] | None = None  # p(register | text) under a registers prior (evaluate sets it)
 
     @property
     def label(self) -> int:
@@ -162,15 +163,19 @@ def decode_batch(
     pad: int,
     sources: list[bytes] | None = None,
     token_bytes: list[bytes] | None = None,
-    temperature: float = 1.0,
+    temperature: float | Sequence[float] = 1.0,
     scores_at_first_label: bool = False,
     priors: list[np.ndarray] | None = None,
 ) -> list[Decoded]:
     """`sources` (the input bytes of each prompt) and `token_bytes` turn grounded quoting on.
     `scores_at_first_label`: a `qra` row is scored where its reasoning first writes a label token
     (the decision its reasoning states), and at the marker only when it writes none. `priors`: per
-    row, what the lexical prior adds to the label logits until the row has named a label (prior.py)."""
+    row, what the lexical prior adds to the label logits until the row has named a label (prior.py).
+    `temperature`: one for every row, or one per row (a register temperature)."""
     b = len(prompts)
+    temps = (
+        [float(temperature)] * b if isinstance(temperature, int | float) else [float(t) for t in temperature]
+    )
 
     def fuse(row: np.ndarray, r: int) -> None:
         # In place and rounded to float32, as the service adds into its Float32Array of logits.
@@ -200,7 +205,7 @@ def decode_batch(
         for r in range(b):
             fuse(logits[r], r)
         z = logits[:, label_ids]
-        return [Decoded([], label_scores(z[r], temperature), False, z[r].copy()) for r in range(b)]
+        return [Decoded([], label_scores(z[r], temps[r]), False, z[r].copy()) for r in range(b)]
 
     logits, past = forward(ids, mask, positions, None)
     logits = np.array(logits, dtype=np.float32)
@@ -220,7 +225,7 @@ def decode_batch(
                 z = named[r] if named[r] is not None else logits[r][label_ids].copy()
                 results[r] = Decoded(
                     reasoning[r],
-                    label_scores(z, temperature),
+                    label_scores(z, temps[r]),
                     forced[r],
                     z,
                     named[r] is not None,

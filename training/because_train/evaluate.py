@@ -124,6 +124,8 @@ def decode_windows(
     longest = max((len(p) for p in prompts), default=1)
     forward = pkg.forward(capacity=longest + m["limits"]["max_reasoning_tokens"] + 3)
     sources = [spec.source_bytes(ids) for ids in windows]
+    gates = pkg.gates(sources)
+    temps = pkg.temperatures(sources) if temperature is None else [temperature] * len(windows)
     order = sorted(range(len(windows)), key=lambda i: len(prompts[i]))
     out: dict[int, Decoded] = {}
     t0 = time.time()
@@ -141,11 +143,13 @@ def decode_windows(
             pad=max(spec.specials["pad"], 0),
             sources=[sources[i] for i in idx] if grounded else None,
             token_bytes=spec.token_bytes if grounded else None,
-            temperature=pkg.temperature if temperature is None else temperature,
+            temperature=[temps[i] for i in idx],
             scores_at_first_label=pkg.scores_at_first_label,
             priors=[pkg.prior.for_source(sources[i]) for i in idx] if pkg.prior else None,
         )
-        out.update(zip(idx, decoded, strict=True))
+        for i, d in zip(idx, decoded, strict=True):
+            d.gate = gates[i]
+            out[i] = d
         meter.update(len(out))
         meter.line(f"evaluate: {len(out)}/{len(windows)} {unit}s ({time.time() - t0:.0f}s)")
     meter.close()
@@ -203,8 +207,8 @@ def evaluate(
         quotes_grounded=in_input / quotes if quotes else 1.0,
         mean_top_score=float(sum(float(p.scores.max()) for p in results) / max(1, len(results))),
         ece=expected_calibration_error([float(p.scores.max()) for p in results], correct),
-        temperature=pkg.temperature,
-        prior_weight=pkg.prior.weight if pkg.prior else None,
+        temperature=(pkg.manifest.get("calibration") or {}).get("temperatures") or pkg.temperature,
+        prior_weight=_prior_weight(pkg),
         truncate=truncate,
         long_rows=sum(p.input_tokens > pkg.manifest["limits"]["max_input_tokens"] for p in results),
         windows=sum(len(p.decoded) for p in results),
@@ -220,6 +224,7 @@ def evaluate(
             "input_tokens": p.input_tokens,
             "reasoning_tokens": p.reasoning_tokens,
             "label_logits": [float(x) for x in p.label_logits] if p.label_logits is not None else None,
+            **({"registers": p.decoded[0].gate} if p.decoded[0].gate is not None else {}),
             "input_tokens_dropped": p.reading.dropped,
             "windows": len(p.decoded),
             **({"reasoning_window": _reasoning_window(p)} if truncate == "windows" else {}),
@@ -227,6 +232,16 @@ def evaluate(
         for r, p, reasoning in zip(rows, results, reasonings, strict=True)
     ]
     return metrics, predictions
+
+
+def _prior_weight(pkg: Package) -> float | dict[str, float] | None:
+    """The fusion weight: one number, or one per register; None without a prior."""
+    if pkg.prior is None:
+        return None
+    if pkg.prior.registers is None:
+        return pkg.prior.weight
+    assert pkg.prior.weights is not None
+    return dict(zip(pkg.prior.registers, pkg.prior.weights, strict=True))
 
 
 def _reasoning_window(p: TextPrediction) -> dict[str, int]:
@@ -267,6 +282,13 @@ def confusion_png(metrics: dict[str, Any], labels: list[str], path: str | Path, 
     plt.close(fig)
 
 
+def _numbers(v: float | dict[str, float]) -> str:
+    """A number, or one per register ("dair 1.44, xed 2.49")."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {x:.3g}" for k, x in v.items())
+    return f"{v:.3g}"
+
+
 def evaluate_cli(args: argparse.Namespace) -> int:
     try:
         pkg = load_package(args.model, args.threads, args.graph)
@@ -293,11 +315,11 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     )
     print(
         f"quoted phrases in the input {metrics['quotes_grounded']:.4f} ({metrics['quotes']} quotes)  "
-        f"ECE {metrics['ece']:.4f} (temperature {metrics['temperature']:.3g}, mean top score {metrics['mean_top_score']:.4f})"
+        f"ECE {metrics['ece']:.4f} (temperature {_numbers(metrics['temperature'])}, mean top score {metrics['mean_top_score']:.4f})"
     )
     if pkg.prior:
         print(
-            f"lexical prior: weight {pkg.prior.weight:g}, {len(pkg.prior.index)} terms (--no-prior leaves it out)"
+            f"lexical prior: weight {_numbers(metrics['prior_weight'])}, {pkg.prior.terms} terms (--no-prior leaves it out)"
         )
     print(f"{'label':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for name in labels:

@@ -209,7 +209,9 @@ def measure(config: Config, kind: str, out: Path, manifest: dict[str, Any]) -> N
         f"{n} {m['accuracy']:.4f} (quotes in input {m['quotes_grounded']:.3f}, ECE {m['ece']:.3f})"
         for n, m in per_source.items()
     )
-    log.info(f"export {manifest['id']}: temperature {cal['temperature']:.3f}; {summary} -> {out}")
+    temps = cal.get("temperatures") or {"": cal["temperature"]}
+    temperature = ", ".join(f"{k} {v:.3f}".strip() for k, v in temps.items())
+    log.info(f"export {manifest['id']}: temperature {temperature}; {summary} -> {out}")
 
 
 def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
@@ -218,9 +220,18 @@ def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
     it), and writes prior.json and the manifest's `prior` entry into the package."""
     from because_train.evaluate import evaluate
     from because_train.package import load_package
-    from because_train.prior import FILE, LexicalPrior, choose_weight, fit_prior
+    from because_train.prior import (
+        FILE,
+        LexicalPrior,
+        choose_register_weights,
+        choose_weight,
+        fit_prior,
+        fit_register_prior,
+    )
 
     manifest.pop("prior", None)
+    if (manifest.get("calibration") or {}).get("method") == "register-temperature":
+        manifest.pop("calibration")  # it needs the registers prior; refitted by `measure`
     _write_manifest(out, manifest)
     pkg = load_package(out, graph="fp32")
     labels, spec = manifest["labels"], pkg.spec
@@ -230,20 +241,20 @@ def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
         return spec.source_bytes(spec.text_ids(text)[:budget]).decode("utf-8", errors="replace")
 
     train_rows = read_jsonl(config.run / "data" / "train.jsonl")
+    registers = [src.name for src in config.data.all_sources()] if config.prior.registers else None
     t0 = time.time()
-    fitted = fit_prior(
-        [as_read(r["text"]) for r in train_rows],
-        [labels.index(r["label"]) for r in train_rows],
-        labels,
-        config.prior.c,
-        config.prior.min_df,
-        config.seed,
-        config.prior.max_terms,
-    )
-    log.info(
-        f"prior {pkg.id}: {len(fitted['vocabulary'])} terms fitted on {len(train_rows)} rows in {time.time() - t0:.0f} s"
-    )
+    texts = [as_read(r["text"]) for r in train_rows]
+    golds = [labels.index(r["label"]) for r in train_rows]
+    c, min_df, seed, max_terms = config.prior.c, config.prior.min_df, config.seed, config.prior.max_terms
+    if registers:
+        sources = [r["source"] for r in train_rows]
+        fitted = fit_register_prior(texts, golds, sources, labels, registers, c, min_df, seed, max_terms)
+    else:
+        fitted = fit_prior(texts, golds, labels, c, min_df, seed, max_terms)
     unit = LexicalPrior(fitted, 1.0)
+    log.info(
+        f"prior {pkg.id}: {unit.terms} terms fitted on {len(train_rows)} rows in {time.time() - t0:.0f} s"
+    )
     logits, log_prior, gold, without = {}, {}, {}, {}
     for src in config.data.all_sources():
         data = str(config.run / "data" / f"validation-{src.name}.jsonl")
@@ -252,25 +263,41 @@ def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
         log_prior[src.name] = np.asarray([unit.log_probs(as_read(p["text"])) for p in predictions])
         gold[src.name] = np.asarray([labels.index(p["label"]) for p in predictions])
         without[src.name] = {k: metrics[k] for k in ("n", "accuracy", "macro_f1")}
-    weight, losses = choose_weight(logits, log_prior, gold)
     (out / FILE).write_text(json.dumps(fitted, separators=(",", ":")) + "\n")
-    manifest["prior"] = {
-        "method": "tfidf-logreg",
+    common = {
         "file": FILE,
-        "weight": weight,
-        "terms": len(fitted["vocabulary"]),
+        "terms": unit.terms,
         "fitted_on": f"the run's {len(train_rows)} training rows, each text as the package reads it",
         "c": config.prior.c,
         "min_df": config.prior.min_df,
         "max_terms": config.prior.max_terms,
-        "weight_chosen_by": "lowest validation log-loss (each source alike) at its own temperature",
-        "validation_log_loss_by_weight": losses,
-        "without_prior": without,
     }
+    if registers:
+        weights, by_register = choose_register_weights(logits, log_prior, gold)
+        manifest["prior"] = {
+            "method": "tfidf-logreg-registers",
+            **common,
+            "registers": registers,
+            "weights": {r: weights[r] for r in registers},
+            "weight_chosen_by": "per register: lowest log-loss on its own source's validation rows at its own temperature",
+            "validation_log_loss_by_weight": by_register,
+            "without_prior": without,
+        }
+        log.info(f"prior {pkg.id}: weights {manifest['prior']['weights']}")
+    else:
+        weight, losses = choose_weight(logits, log_prior, gold)
+        manifest["prior"] = {
+            "method": "tfidf-logreg",
+            **common,
+            "weight": weight,
+            "weight_chosen_by": "lowest validation log-loss (each source alike) at its own temperature",
+            "validation_log_loss_by_weight": losses,
+            "without_prior": without,
+        }
+        log.info(
+            f"prior {pkg.id}: weight {weight} (log-loss {losses[f'{weight:.1f}']:.4f}; 0: {losses['0.0']:.4f})"
+        )
     _write_manifest(out, manifest)
-    log.info(
-        f"prior {pkg.id}: weight {weight} (log-loss {losses[f'{weight:.1f}']:.4f}; 0: {losses['0.0']:.4f})"
-    )
 
 
 def prior_stage(config: Config, kind: str) -> Path:
@@ -449,12 +476,18 @@ def add_calibration(
     """A temperature fitted on the validation rows (every source weighing alike) into the manifest,
     and each source's calibration error before and after it into its metrics. Returns the calibration."""
     labels = manifest["labels"]
+    by_source = _by_source(rows)
+    registers = (manifest.get("prior") or {}).get("registers")
     cal = calibrate(
         {
             name: ([r["label_logits"] for r in src_rows], [labels.index(r["label"]) for r in src_rows])
-            for name, src_rows in _by_source(rows).items()
+            for name, src_rows in by_source.items()
         },
         config.seed,
+        {name: [r["registers"] for r in src_rows] for name, src_rows in by_source.items()}
+        if registers
+        else None,
+        registers,
     )
     manifest["calibration"] = cal
     for name, c in cal["per_source"].items():
@@ -473,9 +506,8 @@ def choose_graph(config: Config, out: Path, manifest: dict[str, Any], rows: list
     fp32 numbers already measured (`rows`, at the calibrated temperature): `default_graph` and
     `metrics.graphs` into the manifest. Returns the reason for the default."""
     _write_manifest(out, manifest)  # the calibration, which the graphs are evaluated at
-    temperature = float(manifest.get("calibration", {}).get("temperature", 1.0))
     known = {
-        name: {"fp32": row_metrics(src_rows, manifest["labels"], temperature)}
+        name: {"fp32": row_metrics(src_rows, manifest["labels"], manifest)}
         for name, src_rows in _by_source(rows).items()
     }
     data = {

@@ -154,18 +154,20 @@ def choose_default_graph(
     )
 
 
-def row_metrics(rows: list[dict[str, Any]], labels: list[str], temperature: float) -> dict[str, Any]:
-    """Accuracy, macro-F1 and ECE (at `temperature`) of evaluate's prediction rows."""
-    from because_train.calibrate import ece_at
+def row_metrics(rows: list[dict[str, Any]], labels: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and ECE (at the package's calibration) of evaluate's prediction rows."""
+    from because_train.calibrate import ece_at, temperature_of
     from because_train.metrics import classification_metrics
 
     gold = [labels.index(r["label"]) for r in rows]
     m = classification_metrics(gold, [labels.index(r["pred"]) for r in rows], labels)
+    registers = (manifest.get("prior") or {}).get("registers")  # prior.json's order, recorded by export
+    temps = [temperature_of(manifest.get("calibration"), registers, r.get("registers")) for r in rows]
     return {
         "n": m["n"],
         "accuracy": m["accuracy"],
         "macro_f1": m["macro_f1"],
-        "ece": ece_at(np.array([r["label_logits"] for r in rows]), np.array(gold), temperature),
+        "ece": ece_at(np.array([r["label_logits"] for r in rows]), np.array(gold), np.array(temps)),
     }
 
 
@@ -193,7 +195,7 @@ def compare_graphs(
             if graph in out[source]:
                 continue
             metrics, rows = evaluate(pkg, path, limit, batch_size, progress=False)
-            out[source][graph] = row_metrics(rows, labels, pkg.temperature)
+            out[source][graph] = row_metrics(rows, labels, pkg.manifest)
             log.info(
                 f"graphs {pkg.id}: {source} on {graph}: accuracy {metrics['accuracy']:.4f}, "
                 f"macro-F1 {metrics['macro_f1']:.4f} ({metrics['seconds']}s)"

@@ -159,6 +159,8 @@ def prior_section(m: dict[str, Any]) -> str:
         if lines
         else ""
     )
+    if prior.get("method") == "tfidf-logreg-registers":
+        return _registers_prior_section(prior, losses, table)
     return f"""## Lexical prior
 
 `{prior["file"]}`: TF-IDF over word 1-2 grams ({prior["terms"]} terms{kept}) and logistic regression (C={prior.get("c", "?")}),
@@ -167,6 +169,30 @@ log-probability of each label is added to that label's first-token logit, so the
 choice and the label is the one it names; the scores are the softmax of the fused logits over the temperature.
 The weight had the lowest validation log-loss of 0 to 2 in steps of 0.1 (every source alike, each weight at its
 own temperature: {losses.get("0.0", float("nan")):.4f} at 0, {losses.get(f"{prior['weight']:.1f}", float("nan")):.4f} at {prior["weight"]:g}).
+Without and with it, the same validation rows (the reference graph, grounded; without: before the prior was fitted,
+at the package's earlier temperature, which does not move the label):{table}
+
+"""
+
+
+def _registers_prior_section(prior: dict[str, Any], losses: dict[str, Any], table: str) -> str:
+    weights = prior["weights"]
+    chosen = "; ".join(
+        f"{r} {w:g} (log-loss {losses.get(r, {}).get('0.0', float('nan')):.4f} at 0, "
+        f"{losses.get(r, {}).get(f'{w:.1f}', float('nan')):.4f} at {w:g})"
+        for r, w in weights.items()
+    )
+    return f"""## Lexical prior (one per register)
+
+`{prior["file"]}`: a gate and one expert per register ({", ".join(prior["registers"])}), each TF-IDF over word
+1-2 grams and logistic regression (C={prior.get("c", "?")}, at most {prior.get("max_terms", "?")} terms each, {prior["terms"]} in all),
+fitted on {prior.get("fitted_on", "the training rows")}: the gate on which register a row came from, each
+expert on its register's rows alone. For a text, the experts' label probabilities are mixed by the gate's
+register probabilities; until the reasoning names a label, w x the mixture's log-probability of each label is
+added to that label's first-token logit, with w the gate's mix of the per-register weights. The scores are the
+softmax of the fused logits over the gate's mix of the per-register temperatures (Calibration). Each weight had
+the lowest log-loss on its own register's validation rows, 0 to 2.5 in steps of 0.1, at that register's own
+temperature: {chosen}.
 Without and with it, the same validation rows (the reference graph, grounded; without: before the prior was fitted,
 at the package's earlier temperature, which does not move the label):{table}
 
@@ -259,7 +285,7 @@ Quotes: the share of quoted phrases in the reasoning that occur in the normalise
 with grounded quoting (inside a quotation only continuations that keep it a span of the input are allowed),
 so it is 100% by construction; the column beside it shows what the same model writes without that rule.
 ECE: expected calibration error, 10 equal-width bins over the top score; before is the raw softmax, after
-divides the label logits by the temperature {cal.get("temperature", 1.0):.3f} (fitted on these validation rows, every source
+divides the label logits by {_temperature_words(cal)} (fitted on these validation rows, every source
 weighing alike); cross-fitted scores each half of a source with the temperature fitted on the other half.
 
 Pooled over the sources:
@@ -297,8 +323,7 @@ The test splits (dair-ai, GoEmotions) are held out and were not used for any cho
 {_labels_limit(m)}
 - Quotes come from the input by construction, but a quoted phrase can still be one that does not decide
   the label; the label is scored after the reasoning and follows the label the reasoning names.
-- Calibration is one temperature for all registers: on a register it has not seen, the scores can still
-  be over-confident.
+{_calibration_limit(cal)}
 - At most {m["limits"]["max_input_tokens"]} input tokens and {m["limits"]["max_reasoning_tokens"]} reasoning tokens.
 
 ## Licence of the data
@@ -306,3 +331,25 @@ The test splits (dair-ai, GoEmotions) are held out and were not used for any cho
 {LICENCES}
 """
     (out / "MODEL_CARD.md").write_text(text)
+
+
+def _temperature_words(cal: dict[str, Any]) -> str:
+    if cal.get("method") == "register-temperature":
+        temps = ", ".join(f"{r} {t:.3f}" for r, t in cal["temperatures"].items())
+        return (
+            f"a temperature per register ({temps}; one temperature for all would be "
+            f"{cal.get('one_temperature', float('nan')):.3f}), mixed by the prior's gate for each text"
+        )
+    return f"the temperature {cal.get('temperature', 1.0):.3f}"
+
+
+def _calibration_limit(cal: dict[str, Any]) -> str:
+    if cal.get("method") == "register-temperature":
+        return (
+            "- Calibration is a temperature per register, mixed by how much a text looks like each: on a register\n"
+            "  it has not seen, the scores can still be over-confident."
+        )
+    return (
+        "- Calibration is one temperature for all registers: on a register it has not seen, the scores can still\n"
+        "  be over-confident."
+    )

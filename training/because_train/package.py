@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from because_train.normalize import EmojiTable
@@ -75,9 +76,26 @@ class Package:
 
     @property
     def temperature(self) -> float:
-        """The calibration temperature the label scores are divided by (1: uncalibrated)."""
+        """The calibration temperature the label scores are divided by (1: uncalibrated); for a
+        register temperature, the one of a text whose register the gate cannot tell (the mean)."""
         cal = self.manifest.get("calibration") or {}
+        if cal.get("method") == "register-temperature":
+            return float(np.mean(list(cal["temperatures"].values())))
         return float(cal.get("temperature", 1.0))
+
+    def gates(self, sources: list[bytes]) -> list[list[float] | None]:
+        """Each source's register probabilities under a registers prior (None otherwise)."""
+        if self.prior is None or self.prior.registers is None:
+            return [None] * len(sources)
+        return [self.prior.gate_for_source(src) for src in sources]
+
+    def temperatures(self, sources: list[bytes]) -> list[float]:
+        """The temperature each source's label scores are divided by (calibrate.temperature_of)."""
+        from because_train.calibrate import temperature_of
+
+        registers = self.prior.registers if self.prior else None
+        cal = self.manifest.get("calibration")
+        return [temperature_of(cal, registers, g) for g in self.gates(sources)]
 
     def forward(self, capacity: int | None = None):  # type: ignore[no-untyped-def]
         """A `decode.Forward` over the package's graph. `capacity` (gqa layout only): KV slots per
@@ -112,7 +130,7 @@ class Package:
             pad=spec.specials["pad"],
             sources=sources,
             token_bytes=spec.token_bytes,
-            temperature=self.temperature,
+            temperature=self.temperatures(sources),
             scores_at_first_label=self.scores_at_first_label,
             priors=[self.prior.for_source(src) for src in sources] if self.prior else None,
         )

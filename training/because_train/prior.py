@@ -23,9 +23,12 @@ from typing import Any
 import numpy as np
 
 FORMAT = "tfidf-logreg-v1"
+REGISTERS_FORMAT = "tfidf-logreg-registers-v1"
 FILE = "prior.json"
+FLOOR = 1e-12  # a registers prior's mixture probability is floored here, so its log stays finite
 TOKEN_PATTERN = r"[a-z0-9]+|[!?]+"  # valid alike in Python's re and JavaScript's RegExp
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(21))  # the fusion weights tried, 0 (none) to 2
+REGISTER_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(26))  # per register, 0 to 2.5
 
 
 def _short(x: float) -> float:
@@ -83,13 +86,17 @@ def fit_prior(
         # A package has about a MB to spare under its 50 MB (all 46401 terms of the v3 run: 4 MB).
         # Offline on the v3 Q->RA logits, 8000-14000 terms fused within a point of all of them.
         docs = np.asarray((x > 0).sum(axis=0)).ravel()
-        weight = (clf.coef_.max(axis=0) - clf.coef_.min(axis=0)) * np.log1p(docs)
+        first = np.vstack([np.zeros_like(clf.coef_), clf.coef_]) if len(names) == 2 else clf.coef_
+        weight = (first.max(axis=0) - first.min(axis=0)) * np.log1p(docs)
         terms = vec.get_feature_names_out()
         kept = sorted(str(terms[i]) for i in np.argsort(-weight, kind="stable")[:max_terms])
         vec, clf, x = fit_tfidf_logreg(texts, labels, c, min_df, seed, kept)
     if list(clf.classes_) != list(range(len(names))):
         raise ValueError(f"the prior's training rows lack labels: saw {list(clf.classes_)} of {len(names)}")
     vocabulary = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
+    coef, intercept = clf.coef_, clf.intercept_
+    if len(names) == 2:  # sklearn keeps one row for two classes: p(1) = sigmoid(z), i.e. softmax([0, z])
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
     return {
         "format": FORMAT,
         "labels": list(names),
@@ -99,37 +106,61 @@ def fit_prior(
         "sublinear_tf": True,
         "vocabulary": vocabulary,
         "idf": [_short(v) for v in vec.idf_],
-        "coef": [[_short(v) for v in row] for row in clf.coef_.T],
-        "intercept": [_short(v) for v in clf.intercept_],
+        "coef": [[_short(v) for v in row] for row in coef.T],
+        "intercept": [_short(v) for v in intercept],
     }
 
 
-@dataclass
-class LexicalPrior:
-    """A loaded prior.json and the fusion weight from the manifest."""
-
-    spec: dict[str, Any]
-    weight: float
-
-    def __post_init__(self) -> None:
-        s = self.spec
-        if s.get("format") != FORMAT:
-            raise ValueError(f"{FILE}: format {s.get('format')!r}; expected {FORMAT!r}")
-        self.index = {t: j for j, t in enumerate(s["vocabulary"])}
-        self.pattern = re.compile(s["token_pattern"])
-        self.min_n, self.max_n = s["ngram_range"]
-
-    @classmethod
-    def load(cls, package: Path, manifest: dict[str, Any]) -> "LexicalPrior | None":
-        entry = manifest.get("prior")
-        if not entry:
-            return None
-        prior = cls(json.loads((package / entry["file"]).read_text()), float(entry["weight"]))
-        if prior.spec["labels"] != manifest["labels"]:
-            raise ValueError(
-                f"{package / entry['file']}: labels {prior.spec['labels']} are not the package's {manifest['labels']}"
+def fit_register_prior(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    sources: Sequence[str],
+    names: Sequence[str],
+    registers: Sequence[str],
+    c: float,
+    min_df: int,
+    seed: int,
+    max_terms: int = 0,
+) -> dict[str, Any]:
+    """A registers prior.json (docs/model-package.md): a gate, TF-IDF + logistic regression telling
+    the registers (`sources` of the rows) apart, and one expert per register fitted on that
+    register's rows alone, over the labels its rows have. Fitted on all rows at once, one model was
+    6 points below the model on tweets; each register's own was stronger on it (the card)."""
+    gate = fit_prior(texts, [registers.index(s) for s in sources], registers, c, min_df, seed, max_terms)
+    experts = []
+    for r in registers:
+        rows = [i for i, s in enumerate(sources) if s == r]
+        present = [n for k, n in enumerate(names) if any(labels[i] == k for i in rows)]
+        experts.append(
+            fit_prior(
+                [texts[i] for i in rows],
+                [present.index(names[labels[i]]) for i in rows],
+                present,
+                c,
+                min_df,
+                seed,
+                max_terms,
             )
-        return prior
+        )
+    return {
+        "format": REGISTERS_FORMAT,
+        "labels": list(names),
+        "registers": list(registers),
+        "gate": gate,
+        "experts": experts,
+    }
+
+
+class Linear:
+    """One `tfidf-logreg-v1` object: TF-IDF over word n-grams and a logistic regression."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        if spec.get("format") != FORMAT:
+            raise ValueError(f"{FILE}: format {spec.get('format')!r}; expected {FORMAT!r}")
+        self.spec = spec
+        self.index = {t: j for j, t in enumerate(spec["vocabulary"])}
+        self.pattern = re.compile(spec["token_pattern"])
+        self.min_n, self.max_n = spec["ngram_range"]
 
     def log_probs(self, text: str) -> list[float]:
         """log p(label | text), in label order; `text` as the model reads it (normalised)."""
@@ -166,11 +197,108 @@ class LexicalPrior:
             total += math.exp(v - m)
         return [v - (m + math.log(total)) for v in z]
 
+
+@dataclass
+class LexicalPrior:
+    """A loaded prior.json and its fusion weight from the manifest: `weight` for a single prior,
+    `weights` (one per register, in prior.json's order) for a registers prior."""
+
+    spec: dict[str, Any]
+    weight: float = 1.0
+    weights: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        s = self.spec
+        self.registers: list[str] | None = None
+        if s.get("format") == REGISTERS_FORMAT:
+            labels = s["labels"]
+            self.registers = list(s["registers"])
+            self.gate = Linear(s["gate"])
+            if self.gate.spec["labels"] != self.registers:
+                raise ValueError(
+                    f"{FILE}: the gate's labels {self.gate.spec['labels']} are not the registers"
+                )
+            if len(s["experts"]) != len(self.registers):
+                raise ValueError(f"{FILE}: {len(s['experts'])} experts for {len(self.registers)} registers")
+            self.experts = [Linear(e) for e in s["experts"]]
+            self.columns = []
+            for e in self.experts:
+                cols = [labels.index(n) for n in e.spec["labels"] if n in labels]
+                if len(cols) != len(e.spec["labels"]) or cols != sorted(cols):
+                    raise ValueError(
+                        f"{FILE}: expert labels {e.spec['labels']} are not the package's, in order"
+                    )
+                self.columns.append(cols)
+            if self.weights is None:
+                self.weights = [self.weight] * len(self.registers)
+            if len(self.weights) != len(self.registers):
+                raise ValueError(f"{FILE}: {len(self.weights)} weights for {len(self.registers)} registers")
+        else:
+            self.unit = Linear(s)
+
+    @property
+    def terms(self) -> int:
+        if self.registers is None:
+            return len(self.unit.index)
+        return len(self.gate.index) + sum(len(e.index) for e in self.experts)
+
+    @classmethod
+    def load(cls, package: Path, manifest: dict[str, Any]) -> "LexicalPrior | None":
+        entry = manifest.get("prior")
+        if not entry:
+            return None
+        spec = json.loads((package / entry["file"]).read_text())
+        if spec["labels"] != manifest["labels"]:
+            raise ValueError(
+                f"{package / entry['file']}: labels {spec['labels']} are not the package's {manifest['labels']}"
+            )
+        if spec.get("format") == REGISTERS_FORMAT:
+            weights = entry.get("weights") or {}
+            if sorted(weights) != sorted(spec["registers"]):
+                raise ValueError(
+                    f"{package / 'manifest.json'}: prior.weights names {sorted(weights)}, not the registers {spec['registers']}"
+                )
+            return cls(spec, weights=[float(weights[r]) for r in spec["registers"]])
+        return cls(spec, float(entry["weight"]))
+
+    def gate_probs(self, text: str) -> list[float] | None:
+        """p(register | text), in the registers' order; None for a single prior."""
+        if self.registers is None:
+            return None
+        return [math.exp(v) for v in self.gate.log_probs(text)]
+
+    def log_probs(self, text: str) -> list[float]:
+        """log p(label | text), in label order; `text` as the model reads it (normalised). A
+        registers prior: the experts' probabilities mixed by the gate's, floored at FLOOR."""
+        if self.registers is None:
+            return self.unit.log_probs(text)
+        g = self.gate_probs(text)
+        assert g is not None
+        p = [0.0] * len(self.spec["labels"])
+        for r, expert in enumerate(self.experts):
+            for k, v in zip(self.columns[r], expert.log_probs(text), strict=True):
+                p[k] += g[r] * math.exp(v)
+        return [math.log(max(v, FLOOR)) for v in p]
+
+    def weight_for(self, gate: list[float] | None) -> float:
+        """The fusion weight of a text whose register probabilities are `gate`."""
+        if gate is None:
+            return self.weight
+        assert self.weights is not None
+        w = 0.0
+        for g, v in zip(gate, self.weights, strict=True):
+            w += g * v
+        return w
+
     def for_source(self, source: bytes) -> np.ndarray:
         """weight x log p over the labels for a sequence whose input bytes are `source` (what the
         model reads, as grounded quoting sees it): what is added to the label logits."""
-        lp = self.log_probs(source.decode("utf-8", errors="replace"))
-        return np.asarray([self.weight * v for v in lp], dtype=np.float64)
+        text = source.decode("utf-8", errors="replace")
+        w = self.weight_for(self.gate_probs(text))
+        return np.asarray([w * v for v in self.log_probs(text)], dtype=np.float64)
+
+    def gate_for_source(self, source: bytes) -> list[float] | None:
+        return self.gate_probs(source.decode("utf-8", errors="replace"))
 
 
 def choose_weight(
@@ -197,3 +325,25 @@ def choose_weight(
         losses[f"{w:.1f}"] = float(np.mean(per))
     best = min(WEIGHTS, key=lambda w: (losses[f"{w:.1f}"], w))
     return best, losses
+
+
+def choose_register_weights(
+    logits: dict[str, np.ndarray], log_prior: dict[str, np.ndarray], gold: dict[str, np.ndarray]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per register (a source), the weight in REGISTER_WEIGHTS with the lowest log-loss on that
+    source's validation rows at the source's own temperature; and that loss per weight."""
+    from because_train.metrics import fit_temperature
+
+    weights: dict[str, float] = {}
+    losses: dict[str, dict[str, float]] = {}
+    for n in sorted(logits):
+        losses[n] = {}
+        for w in REGISTER_WEIGHTS:
+            fused = logits[n] + w * log_prior[n]
+            t = fit_temperature(list(fused), [int(g) for g in gold[n]], [n] * len(gold[n]))
+            s = fused / t
+            s = s - s.max(axis=1, keepdims=True)
+            lp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+            losses[n][f"{w:.1f}"] = float(-lp[np.arange(len(gold[n])), gold[n]].mean())
+        weights[n] = min(REGISTER_WEIGHTS, key=lambda w, n=n: (losses[n][f"{w:.1f}"], w))
+    return weights, losses

@@ -100,8 +100,8 @@ def report(config: Config, out_dir: Path | None = None) -> Path:
         "",
         "The TF-IDF line is fitted on the same training rows (`model.normalize` applied) with word 1-2 grams and",
         "logistic regression (C=10), the teacher the evidence R-Gen uses.",
-        f"Calibration: Q->A temperature {qa.get('calibration', {}).get('temperature', 1.0):.3f}, Q->RA "
-        f"{qra.get('calibration', {}).get('temperature', 1.0):.3f} (the model cards give ECE before and after, and cross-fitted).",
+        f"Calibration: Q->A {_temperatures(qa)}, Q->RA {_temperatures(qra)} (the model cards give ECE before and after, "
+        "and cross-fitted).",
         "What was tried, and why the reasoning may help or not at this scale: the model cards' section",
         f'"What was tried" (`{_shown(config.models)}/{qra["id"]}/MODEL_CARD.md`).',
         "",
@@ -204,3 +204,11 @@ def _figure(rows: list[tuple[str, dict[str, Any]]], baseline: dict[str, dict[str
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _temperatures(m: dict[str, Any]) -> str:
+    """ "temperature 1.184", or "temperatures dair 1.44, goemotions 2.01, xed 2.49" (one per register)."""
+    cal = m.get("calibration", {})
+    if cal.get("method") == "register-temperature":
+        return "temperatures " + ", ".join(f"{r} {t:.3f}" for r, t in cal["temperatures"].items())
+    return f"temperature {cal.get('temperature', 1.0):.3f}"

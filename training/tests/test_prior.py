@@ -1,10 +1,13 @@
 """The lexical prior: its arithmetic against sklearn's, its weight choice, and where decoding adds it."""
 
+import json
+import math
+
 import numpy as np
 import pytest
 
 from because_train.decode import decode_batch
-from because_train.prior import WEIGHTS, LexicalPrior, choose_weight, fit_prior
+from because_train.prior import FLOOR, WEIGHTS, LexicalPrior, choose_weight, fit_prior, fit_register_prior
 
 NAMES = ["sad", "happy", "angry"]
 TEXTS = [
@@ -115,3 +118,84 @@ def test_max_terms_keeps_the_weightiest_terms_and_fits_again():
     assert {"sad", "happy", "angry"} <= set(spec["vocabulary"])
     prior = LexicalPrior(spec, 1.0)
     assert int(np.argmax(prior.log_probs("So ANGRY"))) == 2
+
+
+def _linear(labels: list[str], vocabulary: list[str], coef: list[list[float]], intercept: list[float]) -> dict:
+    """A tfidf-logreg-v1 object with idf 1 everywhere, small enough to work out by hand."""
+    return {
+        "format": "tfidf-logreg-v1",
+        "labels": labels,
+        "lowercase": True,
+        "token_pattern": "[a-z0-9]+|[!?]+",
+        "ngram_range": [1, 1],
+        "sublinear_tf": True,
+        "vocabulary": vocabulary,
+        "idf": [1.0] * len(vocabulary),
+        "coef": coef,
+        "intercept": intercept,
+    }
+
+
+# Two registers. The gate reads "lol" as chat: for "lol" (one known term, x = 1) its logits are
+# tweet 0, chat ln 3, so g = [1/4, 3/4]. The tweet expert knows all three labels and says
+# [1/2, 1/4, 1/4] for any text (intercepts only); the chat expert lacks "love" and says [1/3, 2/3].
+REGISTERS_SPEC = {
+    "format": "tfidf-logreg-registers-v1",
+    "labels": ["sad", "happy", "love"],
+    "registers": ["tweet", "chat"],
+    "gate": _linear(["tweet", "chat"], ["lol"], [[0.0, math.log(3)]], [0.0, 0.0]),
+    "experts": [
+        _linear(["sad", "happy", "love"], ["lol"], [[0.0, 0.0, 0.0]], [math.log(2), 0.0, 0.0]),
+        _linear(["sad", "happy"], ["lol"], [[0.0, 0.0]], [0.0, math.log(2)]),
+    ],
+}
+
+
+def test_a_registers_prior_mixes_its_experts_by_the_gate():
+    prior = LexicalPrior(REGISTERS_SPEC, weights=[2.0, 0.4])
+    np.testing.assert_allclose(prior.gate_probs("LOL"), [0.25, 0.75], atol=1e-12)
+    # p = g_tweet x tweet + g_chat x chat, the chat expert adding nothing to "love".
+    want = [0.25 * 0.5 + 0.75 / 3, 0.25 * 0.25 + 0.75 * 2 / 3, 0.25 * 0.25]
+    np.testing.assert_allclose(prior.log_probs("lol"), np.log(want), atol=1e-12)
+    # The weight is the gate's mix of the registers' weights: 0.25 x 2 + 0.75 x 0.4 = 0.8.
+    np.testing.assert_allclose(prior.for_source(b"lol"), 0.8 * np.log(want), atol=1e-12)
+    # No known term: the gate is even, as are its weight and the mixture's halves.
+    np.testing.assert_allclose(prior.gate_probs("hello"), [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose(prior.weight_for(prior.gate_probs("hello")), 1.2, atol=1e-12)
+    assert prior.terms == 3
+
+
+def test_a_label_no_expert_knows_is_floored_not_minus_infinity():
+    spec = json.loads(json.dumps(REGISTERS_SPEC))
+    spec["experts"][0] = _linear(["sad", "happy"], ["lol"], [[0.0, 0.0]], [0.0, 0.0])
+    lp = LexicalPrior(spec, weights=[1.0, 1.0]).log_probs("lol")
+    assert lp[2] == pytest.approx(math.log(FLOOR))
+
+
+def test_a_registers_prior_is_refused_when_its_parts_disagree(tmp_path):
+    bad_gate = {**REGISTERS_SPEC, "gate": {**REGISTERS_SPEC["gate"], "labels": ["chat", "tweet"]}}
+    with pytest.raises(ValueError, match="gate"):
+        LexicalPrior(bad_gate)
+    with pytest.raises(ValueError, match="experts"):
+        LexicalPrior({**REGISTERS_SPEC, "experts": REGISTERS_SPEC["experts"][:1]})
+    unordered = json.loads(json.dumps(REGISTERS_SPEC))
+    unordered["experts"][1]["labels"] = ["happy", "sad"]
+    with pytest.raises(ValueError, match="in order"):
+        LexicalPrior(unordered)
+    (tmp_path / "prior.json").write_text(json.dumps(REGISTERS_SPEC))
+    manifest = {"labels": REGISTERS_SPEC["labels"], "prior": {"file": "prior.json", "weights": {"tweet": 1.0}}}
+    with pytest.raises(ValueError, match="weights"):
+        LexicalPrior.load(tmp_path, manifest)
+    manifest["prior"]["weights"] = {"chat": 0.5, "tweet": 1.5}
+    loaded = LexicalPrior.load(tmp_path, manifest)
+    assert loaded is not None and loaded.weights == [1.5, 0.5]  # prior.json's order, not the manifest's
+
+
+def test_fit_register_prior_gives_each_register_its_own_labels():
+    sources = ["a"] * 5 + ["b"] * 3 + ["a"]  # register b: one happy row and two angry ones
+    spec = fit_register_prior(TEXTS, LABELS, sources, NAMES, ["a", "b"], c=10.0, min_df=1, seed=0)
+    assert spec["registers"] == ["a", "b"] and spec["gate"]["labels"] == ["a", "b"]
+    assert spec["experts"][0]["labels"] == NAMES and spec["experts"][1]["labels"] == ["happy", "angry"]
+    prior = LexicalPrior(spec, weights=[1.0, 1.0])
+    assert prior.columns == [[0, 1, 2], [1, 2]]
+    assert np.argmax(prior.log_probs("so angry !!")) == 2
