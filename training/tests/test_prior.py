@@ -120,7 +120,9 @@ def test_max_terms_keeps_the_weightiest_terms_and_fits_again():
     assert int(np.argmax(prior.log_probs("So ANGRY"))) == 2
 
 
-def _linear(labels: list[str], vocabulary: list[str], coef: list[list[float]], intercept: list[float]) -> dict:
+def _linear(
+    labels: list[str], vocabulary: list[str], coef: list[list[float]], intercept: list[float]
+) -> dict:
     """A tfidf-logreg-v1 object with idf 1 everywhere, small enough to work out by hand."""
     return {
         "format": "tfidf-logreg-v1",
@@ -183,7 +185,10 @@ def test_a_registers_prior_is_refused_when_its_parts_disagree(tmp_path):
     with pytest.raises(ValueError, match="in order"):
         LexicalPrior(unordered)
     (tmp_path / "prior.json").write_text(json.dumps(REGISTERS_SPEC))
-    manifest = {"labels": REGISTERS_SPEC["labels"], "prior": {"file": "prior.json", "weights": {"tweet": 1.0}}}
+    manifest = {
+        "labels": REGISTERS_SPEC["labels"],
+        "prior": {"file": "prior.json", "weights": {"tweet": 1.0}},
+    }
     with pytest.raises(ValueError, match="weights"):
         LexicalPrior.load(tmp_path, manifest)
     manifest["prior"]["weights"] = {"chat": 0.5, "tweet": 1.5}
