@@ -16,11 +16,12 @@ import { EngineClient } from './engine/client.js'
 import { createApp } from './http/app.js'
 import type { App } from './http/app.js'
 import { openapiYaml } from './http/openapi.js'
-import type { ServedModel, Service } from './http/service.js'
+import type { ModelCard, ServedModel, Service } from './http/service.js'
 import { selectGraph } from './model/manifest.js'
 import type { SelectedGraph } from './model/manifest.js'
 import { loadPackage } from './model/package.js'
 import type { ModelPackage } from './model/package.js'
+import type { PackagePrior } from './model/prior.js'
 import { Metrics } from './obs/metrics.js'
 import { stopper } from './shutdown.js'
 import type { Stoppable } from './shutdown.js'
@@ -164,11 +165,28 @@ function servedModel(engine: EngineClient): ServedModel {
       layout: graph.layout,
       dtype: graph.dtype,
       onnxSha256: m.files[graph.file]!,
-      calibration: m.calibration ? { method: m.calibration.method, temperature: m.calibration.temperature } : null,
-      prior: m.prior && engine.pkg.prior ? { method: m.prior.method, weight: m.prior.weight, terms: engine.pkg.prior.numTerms } : null,
+      calibration: calibrationCard(engine.pkg),
+      prior: priorCard(engine.pkg.prior),
       provider: engine.info?.provider ?? 'cpu',
     },
   }
+}
+
+/** /info's `calibration`: the manifest's (null when it has none), a register temperature keyed in register order. */
+function calibrationCard(pkg: ModelPackage): ModelCard['calibration'] {
+  const c = pkg.calibration
+  if (!pkg.manifest.calibration) return null
+  if (c.method === 'temperature') return { method: 'temperature', temperature: c.temperature }
+  const registers = pkg.prior?.method === 'tfidf-logreg-registers' ? pkg.prior.registers : []
+  return { method: 'register-temperature', temperatures: Object.fromEntries(registers.map((r, i) => [r, c.temperatures[i]!])) }
+}
+
+/** /info's `prior`: method, weight (or weights and registers, in register order) and terms. */
+function priorCard(p: PackagePrior | null): ModelCard['prior'] {
+  if (!p) return null
+  if (p.method === 'tfidf-logreg') return { method: p.method, weight: p.weight, terms: p.numTerms }
+  const weights = Object.fromEntries(p.registers.map((r, i) => [r, p.weights[i]!]))
+  return { method: p.method, weights, registers: [...p.registers], terms: p.numTerms }
 }
 
 function listen(app: App, config: Pick<Config, 'host' | 'port'>): Promise<ServerType> {

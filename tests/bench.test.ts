@@ -26,7 +26,10 @@ import { buildWindowTexts, checkWindows, windowCounter, windowsPlan, windowsRequ
 import { joinRows } from '../bench/long-text-data.js'
 import { prepareText } from '../src/http/long-text/prepare.js'
 import type { ServedModel } from '../src/http/service.js'
+import { sequenceTemperature } from '../src/model/manifest.js'
 import { loadPackage } from '../src/model/package.js'
+import type { ModelPackage } from '../src/model/package.js'
+import { sequencePrior } from '../src/model/prior.js'
 import { required } from './support/required.js'
 
 // The 4.2M-parameter model of the full training run (DESIGN.md's calibration model, MLP 768).
@@ -369,13 +372,13 @@ describe('peer on the embedded model', () => {
   const emoji = { emoji: { '😊': 'smiling face with smiling eyes' }, emoticons: { ':)': 'slightly smiling face' } }
   let peer: Peer
   let natural: Peer
-  let packageT = 1
+  let pkg: ModelPackage
 
   beforeAll(async () => {
     // The same model with another emoji table and calibration temperature, to check what the peer reads.
     const dir = join(tmp, 'emotion-qra-copy')
     const m = JSON.parse(readFileSync(join(QRA, 'manifest.json'), 'utf8'))
-    packageT = m.calibration.temperature
+    pkg = await loadPackage(QRA, { verify: false })
     m.calibration = { temperature: 1.7 }
     mkdirSync(dir)
     for (const f of readdirSync(QRA)) if (f !== 'manifest.json' && f !== 'emoji.json') symlinkSync(join(QRA, f), join(dir, f))
@@ -406,6 +409,9 @@ describe('peer on the embedded model', () => {
     const same = 'i feel happy today'
     const [a, b] = [await peer.classify(same), await natural.classify(same)]
     expect(b.reasoning).toBe(a.reasoning)
+    // The package's own temperature for this text: its one, or its register temperature mixed by the gate.
+    const gate = pkg.prior ? sequencePrior(pkg.prior, peer.encode(same).source).gate : null
+    const packageT = sequenceTemperature(pkg.calibration, gate)
     const powered = a.scores.map((s) => s ** (packageT / 1.7))
     const sum = powered.reduce((x, y) => x + y, 0)
     b.scores.forEach((s, k) => expect(s).toBeCloseTo(powered[k]! / sum, 6))

@@ -18,11 +18,13 @@
  *   vocabulary per step (more only when the best token would misquote), the same work the engine
  *   does per row and step, so grounding costs both sides the same and the comparison stays fair
  *   (the sampler's argmax that follows was the peer's own before grounding too).
- * - a package's lexical prior (src/model/prior.ts) is added to the label logits of every step until
- *   the reasoning names a label, as the engine adds it;
+ * - a package's lexical prior (src/model/prior.ts, either form) is added to the label logits of
+ *   every step until the reasoning names a label, as the engine adds it;
  * - once the marker has been fed, the logits at its position score the labels (the same
- *   processor reads them; the scores are the softmax of those logits divided by the manifest's
- *   calibration temperature, 1 when absent) and a stopping criterion ends generation:
+ *   processor reads them; the scores are the softmax of those logits divided by the request's
+ *   temperature: the manifest's calibration temperature, 1 when absent, or a register temperature
+ *   mixed by the registers prior's gate, src/model/manifest.ts `sequenceTemperature`) and a
+ *   stopping criterion ends generation:
  *   `max_new_tokens` is the reasoning budget + 2 (reasoning, marker, label), so the work per
  *   request is the engine's: one prefill, one pass per reasoning token, one pass for the marker.
  * - the reasoning streams through a `streamer`: each new token re-decodes the reasoning so far with
@@ -45,8 +47,10 @@ import type { GroundingContext, QuoteState } from '../../src/engine/grounding.js
 import { loadEmojiTable, vocabularyBytes } from '../../src/model/tokenizer.js'
 import { EmojiTable, normalize } from '../../src/model/normalize.js'
 import type { NormalizeRule } from '../../src/model/normalize.js'
-import { addPrior, loadPrior, priorLogits } from '../../src/model/prior.js'
-import type { LexicalPrior } from '../../src/model/prior.js'
+import { labelCalibration, sequenceTemperature } from '../../src/model/manifest.js'
+import type { LabelCalibration } from '../../src/model/manifest.js'
+import { addPrior, loadPrior, sequencePrior } from '../../src/model/prior.js'
+import type { PackagePrior } from '../../src/model/prior.js'
 
 /** The parts of manifest.json the peer reads. */
 interface PeerManifest {
@@ -59,8 +63,8 @@ interface PeerManifest {
   special_tokens: { bos: number; eos: number; pad: number; sep: number; marker: number }
   limits: { max_input_tokens: number; max_reasoning_tokens: number }
   onnx: { vocab_size: number }
-  calibration?: { temperature?: number }
-  prior?: { method: 'tfidf-logreg'; file: string; weight: number }
+  calibration?: { method?: string; temperature?: number; temperatures?: Record<string, number> }
+  prior?: { method: 'tfidf-logreg'; file: string; weight: number } | { method: 'tfidf-logreg-registers'; file: string; weights: Record<string, number> }
 }
 
 export interface PeerResult {
@@ -218,8 +222,8 @@ export class Peer {
     private readonly suffixIds: readonly number[],
     private readonly emoji: EmojiTable | undefined,
     private readonly tokenBytes: readonly Uint8Array[],
-    private readonly temperature: number,
-    private readonly prior: LexicalPrior | null,
+    private readonly calibration: LabelCalibration,
+    private readonly prior: PackagePrior | null,
   ) {}
 
   /** Loads the package folder `dir` with transformers.js, local files only. */
@@ -227,10 +231,12 @@ export class Peer {
     const abs = resolve(dir)
     const manifest = JSON.parse(await readFile(`${abs}/manifest.json`, 'utf8')) as PeerManifest
     if (manifest.kind !== 'qra') throw new Error(`${abs}: the peer serves qra packages (reasoning then label), not ${manifest.kind}`)
-    const temperature = manifest.calibration?.temperature ?? 1
-    if (!(Number.isFinite(temperature) && temperature > 0)) throw new Error(`${abs}: calibration.temperature must be a positive number, not ${temperature}`)
     const emoji = manifest.prompt.normalize === 'natural-v1' ? await loadEmojiTable(abs) : undefined
     const prior = await loadPrior(abs, manifest)
+    const calibration = labelCalibration(manifest, prior?.method === 'tfidf-logreg-registers' ? prior.registers : null, `${abs}/manifest.json`)
+    if (calibration.method === 'temperature' && !(Number.isFinite(calibration.temperature) && calibration.temperature > 0)) {
+      throw new Error(`${abs}: calibration.temperature must be a positive number, not ${calibration.temperature}`)
+    }
     // Read here as well as by transformers.js: the engine's byte table comes from the same vocabulary.
     const vocabFile = `${abs}/tokenizer.json`
     const { quoteBytes: tokenBytes } = vocabularyBytes(JSON.parse(await readFile(vocabFile, 'utf8')), manifest.onnx.vocab_size, vocabFile)
@@ -248,7 +254,7 @@ export class Peer {
     })
     const [prefix, suffix] = manifest.prompt.template.split('{text}') as [string, string]
     const alone = (s: string) => (s ? tokenizer.encode(s, { add_special_tokens: false }) : [])
-    return new Peer(manifest, tokenizer, model, prefix, suffix, alone(prefix), alone(suffix), emoji, tokenBytes, temperature, prior)
+    return new Peer(manifest, tokenizer, model, prefix, suffix, alone(prefix), alone(suffix), emoji, tokenBytes, calibration, prior)
   }
 
   /** The prompt ids of `text`, the number of them that came from the text, and those ids' bytes. */
@@ -283,13 +289,16 @@ export class Peer {
     const { ids, textTokens, source } = this.encode(text)
     const m = this.manifest
     const { bos, eos, pad, sep, marker } = m.special_tokens
+    // As the engine does when it enqueues a sequence: the prior's addition and the temperature, from the text.
+    const fused = this.prior ? sequencePrior(this.prior, source) : null
+    const temperature = sequenceTemperature(this.calibration, fused?.gate ?? null)
     const grounding: GroundingContext = { source, tokenBytes: this.tokenBytes, banned: new Set([bos, eos, pad, sep]), marker }
     const processor = new ReasoningProcessor(
       ids.length,
       m,
       grounding,
       m.kind === 'qra' && m.label_scores_at === 'first_label_token',
-      this.prior ? priorLogits(this.prior, source) : null,
+      fused?.logits ?? null,
     )
     const streamer = new ReasoningStreamer(this.tokenizer, BigInt(marker), onDelta)
     const n = ids.length
@@ -306,7 +315,7 @@ export class Peer {
     streamer.end()
     const logits = processor.labelLogits
     if (!logits) throw new Error('generation ended before the marker')
-    const { index: labelIndex, scores } = labelScores(logits, this.temperature)
+    const { index: labelIndex, scores } = labelScores(logits, temperature)
     const end = performance.now()
     return {
       label: m.labels[labelIndex]!,

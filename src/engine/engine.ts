@@ -20,12 +20,16 @@
  * Per sequence the rules of docs/model-package.md "Decoding" hold: greedy with bos/eos/pad/sep
  * masked, quotations grounded in the input (grounding.ts), the marker ends the reasoning or is
  * forced once the budget is spent, and the logits at the marker's position, divided by the
- * package's temperature, score the labels. A package's lexical prior (prior.ts) is added to the
- * label logits of every row until its sequence has named a label.
+ * sequence's temperature, score the labels. A package's lexical prior (prior.ts) is added to the
+ * label logits of every row until its sequence has named a label. Both are fixed per sequence when
+ * it is enqueued: the prior's addition from its text, and its temperature (the package's, or a
+ * register temperature mixed by the registers prior's gate on its text).
  */
 import { StreamingDetokenizer } from '../model/detokenizer.js'
-import { addPrior, priorLogits } from '../model/prior.js'
-import type { LexicalPrior } from '../model/prior.js'
+import { sequenceTemperature } from '../model/manifest.js'
+import type { LabelCalibration } from '../model/manifest.js'
+import { addPrior, sequencePrior } from '../model/prior.js'
+import type { PackagePrior } from '../model/prior.js'
 import { createRunner } from './batch-runner.js'
 import type { BatchRunner, ModelPasses, PrefillLogits } from './batch-runner.js'
 import { scoreLabels } from './decoding.js'
@@ -60,15 +64,18 @@ export interface ModelFacts {
    * `qa` prompt ends with): the ids between them are the input a quotation must come from.
    */
   template: { numPrefixTokens: number; numSuffixTokens: number }
-  /** The label logits are divided by it before the softmax (the package's calibration; 1: none). */
-  labelTemperature: number
+  /**
+   * The package's calibration: what each sequence's label logits are divided by before the softmax
+   * (`{method: 'temperature', temperature: 1}`: none).
+   */
+  calibration: LabelCalibration
   /**
    * `qra`: score the labels where the reasoning first writes a label token (the decision it
    * states, whose distribution still holds the model's doubt), at the marker when it writes none.
    */
   scoresAtFirstLabel: boolean
   /** The package's lexical prior; absent or null: none. */
-  prior?: LexicalPrior | null
+  prior?: PackagePrior | null
 }
 
 /** `Sequence.row` while a sequence waits or runs its prefill: it has no KV row yet. */
@@ -94,6 +101,8 @@ interface Sequence {
   namedLogits: Float32Array | null
   /** What the lexical prior adds to each label's logit while `namedLogits` is null; null: no prior. */
   prior: Float64Array | null
+  /** What its label logits are divided by before the softmax (`sequenceTemperature`). */
+  temperature: number
 }
 
 /** Counters for logs and docs/engine.md. */
@@ -172,6 +181,7 @@ export class BatchEngine {
     const qra = this.#model.kind === 'qra'
     const prior = this.#model.prior ?? null
     const source = qra || prior ? this.#sourceOf(promptIds) : null
+    const fused = prior && source ? sequencePrior(prior, source) : null
     this.#waiting.push({
       id,
       promptIds,
@@ -183,7 +193,8 @@ export class BatchEngine {
       grounding: qra && source ? { source, tokenBytes: this.#model.quoteBytes, banned: this.#banned, marker: this.#model.specials.marker } : null,
       quote: OUTSIDE,
       namedLogits: null,
-      prior: prior && source ? priorLogits(prior, source) : null,
+      prior: fused?.logits ?? null,
+      temperature: sequenceTemperature(this.#model.calibration, fused?.gate ?? null),
     })
   }
 
@@ -310,8 +321,8 @@ export class BatchEngine {
     if (s.phase === 'label') {
       const ids = this.#model.labelFirstIds
       const { index, scores } = s.namedLogits
-        ? scoreLabels(s.namedLogits, 0, this.#labelOrder, this.#model.labelTemperature)
-        : scoreLabels(logits, offset, ids, this.#model.labelTemperature)
+        ? scoreLabels(s.namedLogits, 0, this.#labelOrder, s.temperature)
+        : scoreLabels(logits, offset, ids, s.temperature)
       events.push({ type: 'done', id: s.id, labelIndex: index, scores, numReasoningTokens: s.reasoningIds.length })
       return true
     }

@@ -4,7 +4,7 @@
  * engine runs (used by the worker, the measurement scripts and tests that drive the engine without
  * a worker).
  */
-import { labelTemperature, selectGraph } from '../model/manifest.js'
+import { selectGraph } from '../model/manifest.js'
 import type { SelectedGraph } from '../model/manifest.js'
 import type { ModelPackage } from '../model/package.js'
 import { makeGqaForward } from '../model/gqa-forward.js'
@@ -55,7 +55,7 @@ export async function loadModel(
       numPrefixTokens: pkg.tokenizer.encoder.numPrefixTokens,
       numSuffixTokens: pkg.tokenizer.encoder.numSuffixTokens,
     },
-    labelTemperature: labelTemperature(m),
+    calibration: pkg.calibration,
     scoresAtFirstLabel: m.kind === 'qra' && m.label_scores_at === 'first_label_token',
     prior: pkg.prior,
   }

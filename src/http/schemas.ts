@@ -166,19 +166,36 @@ export const ModelInfo = z
     dtype: z.enum(GRAPH_DTYPES).openapi({ description: "Weights type of that graph.", example: 'float32' }),
     onnx_sha256: z.string().openapi({ description: "sha256 of that graph's ONNX file, as checked against the package manifest at start-up." }),
     calibration: z
-      .object({ method: z.literal('temperature'), temperature: z.number() })
-      .nullable()
-      .openapi({ description: 'How scores are calibrated: softmax of the label logits divided by the temperature; null: not calibrated (temperature 1).' }),
-    prior: z
-      .object({
-        method: z.literal('tfidf-logreg'),
-        weight: z.number().openapi({ description: 'What the log-probabilities are multiplied by before they are added.' }),
-        terms: z.number().int().openapi({ description: 'Terms (word n-grams) in its vocabulary.' }),
-      })
+      .discriminatedUnion('method', [
+        z.object({ method: z.literal('temperature'), temperature: z.number() }),
+        z.object({
+          method: z.literal('register-temperature'),
+          temperatures: z.record(z.string(), z.number()).openapi({ description: "One temperature per register of the model's registers prior, in its order.", example: { dair: 1.4, goemotions: 2.0, xed: 2.5 } }),
+        }),
+      ])
       .nullable()
       .openapi({
         description:
-          'A TF-IDF + logistic-regression classifier over the text whose log-probabilities, times weight, are added to the label logits before the label is chosen; null: none.',
+          "How scores are calibrated: softmax of the label logits divided by the temperature; with register-temperature, each text's temperature is the registers prior's gate probabilities times the registers' temperatures, summed; null: not calibrated (temperature 1).",
+      }),
+    prior: z
+      .discriminatedUnion('method', [
+        z.object({
+          method: z.literal('tfidf-logreg'),
+          weight: z.number().openapi({ description: 'What the log-probabilities are multiplied by before they are added.' }),
+          terms: z.number().int().openapi({ description: 'Terms (word n-grams) in its vocabulary.' }),
+        }),
+        z.object({
+          method: z.literal('tfidf-logreg-registers'),
+          weights: z.record(z.string(), z.number()).openapi({ description: "One weight per register; a text's weight is the gate's probabilities times these, summed.", example: { dair: 0.9, goemotions: 1.6, xed: 1.0 } }),
+          registers: z.array(z.string()).openapi({ description: 'The registers (sources) the gate tells apart, in order; one expert classifier each.', example: ['dair', 'goemotions', 'xed'] }),
+          terms: z.number().int().openapi({ description: "Terms (word n-grams) in the gate's and the experts' vocabularies together." }),
+        }),
+      ])
+      .nullable()
+      .openapi({
+        description:
+          "A TF-IDF + logistic-regression classifier over the text whose log-probabilities, times weight, are added to the label logits before the label is chosen (tfidf-logreg-registers: a gate's probabilities of each register mix one classifier per register, and the registers' weights); null: none.",
       }),
     device: z.enum(['cpu', 'cuda']).openapi({ description: 'Where the model runs.' }),
     execution_provider: z.enum(['CPUExecutionProvider', 'CUDAExecutionProvider']).openapi({ description: "ONNX Runtime's execution provider in use." }),

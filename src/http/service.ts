@@ -41,10 +41,19 @@ export interface ModelCard {
   dtype: GraphSpec['dtype']
   /** Of that graph's ONNX file, as verified against the manifest at start-up. */
   onnxSha256: string
-  /** How the label scores are calibrated; null: plain softmax (temperature 1). */
-  calibration: { method: 'temperature'; temperature: number } | null
-  /** The lexical prior added to the label logits (its weight and vocabulary size); null: none. */
-  prior: { method: 'tfidf-logreg'; weight: number; terms: number } | null
+  /**
+   * How the label scores are calibrated: one temperature, or one per register of the registers
+   * prior (each sequence's the gate's mixture of them); null: plain softmax (temperature 1).
+   */
+  calibration: { method: 'temperature'; temperature: number } | { method: 'register-temperature'; temperatures: Record<string, number> } | null
+  /**
+   * The lexical prior added to the label logits: its weight (a registers prior: one per register,
+   * and its registers in order) and vocabulary size (a registers prior: gate and experts together); null: none.
+   */
+  prior:
+    | { method: 'tfidf-logreg'; weight: number; terms: number }
+    | { method: 'tfidf-logreg-registers'; weights: Record<string, number>; registers: string[]; terms: number }
+    | null
   provider: 'cpu' | 'cuda'
 }
 

@@ -37,6 +37,10 @@ export type GraphSpec = z.infer<typeof GraphSchema>
 /** The graph of a package that has no `graphs`: its `onnx.file`. */
 export const DEFAULT_GRAPH_NAME = 'fp32'
 
+// zod's number() refuses Infinity and NaN; the refinement says so for a manifest built in code.
+const positiveFinite = z.number().positive().refine(Number.isFinite, 'must be a finite number')
+const nonNegativeFinite = z.number().nonnegative().refine(Number.isFinite, 'must be a finite number')
+
 export const ManifestSchema = z.object({
   schema_version: z.literal(1),
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/),
@@ -75,22 +79,25 @@ export const ManifestSchema = z.object({
   // (transformers.js) load and the one that gives the dimensions.
   graphs: z.record(z.string(), GraphSchema).optional(),
   default_graph: z.string().optional(),
-  // Label scores are softmax(label logits / temperature); absent, the temperature is 1. Other keys
-  // (what the temperature was fitted on, its effect) are provenance the service does not read.
+  // Label scores are softmax(label logits / T); absent, T is 1. `temperature`: one T for every
+  // sequence; `register-temperature` (only with a registers prior): one per register, each
+  // sequence's T the gate's mixture of them (`sequenceTemperature`). Other keys (what it was fitted
+  // on, its effect) are provenance the service does not read.
   calibration: z
-    .looseObject({
-      method: z.literal('temperature'),
-      temperature: z.number().positive().refine(Number.isFinite, 'must be a finite number'),
-    })
+    .discriminatedUnion('method', [
+      z.looseObject({ method: z.literal('temperature'), temperature: positiveFinite }),
+      z.looseObject({ method: z.literal('register-temperature'), temperatures: z.record(z.string(), positiveFinite) }),
+    ])
     .optional(),
   // A lexical prior (prior.ts): `weight x log p(label | text)` of a TF-IDF + logistic-regression
-  // classifier in `file` is added to the label logits until a label is named. Other keys are provenance.
+  // classifier in `file` is added to the label logits until a label is named; a registers prior
+  // mixes one classifier per register, and one weight per register, by a gate's probabilities.
+  // Other keys are provenance.
   prior: z
-    .looseObject({
-      method: z.literal('tfidf-logreg'),
-      file: z.string().min(1),
-      weight: z.number().nonnegative().refine(Number.isFinite, 'must be a finite number'),
-    })
+    .discriminatedUnion('method', [
+      z.looseObject({ method: z.literal('tfidf-logreg'), file: z.string().min(1), weight: nonNegativeFinite }),
+      z.looseObject({ method: z.literal('tfidf-logreg-registers'), file: z.string().min(1), weights: z.record(z.string(), nonNegativeFinite) }),
+    ])
     .optional(),
   provenance: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.unknown()).optional(),
@@ -139,6 +146,8 @@ export function checkManifest(m: Manifest): string | null {
     if (!(name in m.files)) return `files does not list ${name}`
   }
   if (m.prior && !(m.prior.file in m.files)) return `prior.file: files does not list ${m.prior.file} (every file is sha256-checked)`
+  const calibrationProblem = checkRegisterTemperature(m)
+  if (calibrationProblem) return calibrationProblem
   if (m.prompt.normalize === 'natural-v1' && !(EMOJI_FILE in m.files)) {
     return `files does not list ${EMOJI_FILE}, which normalize natural-v1 reads`
   }
@@ -146,6 +155,23 @@ export function checkManifest(m: Manifest): string | null {
     if (name === 'manifest.json' || name.includes('..') || name.startsWith('/')) {
       return `files may not list ${name}`
     }
+  }
+  return null
+}
+
+/**
+ * A `register-temperature` calibration: only with a registers prior, and one temperature per
+ * register (the registers `prior.weights` names; loadPrior checks those against prior.json's).
+ */
+function checkRegisterTemperature(m: Manifest): string | null {
+  if (m.calibration?.method !== 'register-temperature') return null
+  if (m.prior?.method !== 'tfidf-logreg-registers') {
+    return `calibration: method register-temperature needs a registers prior (prior.method tfidf-logreg-registers), and this package's prior is ${m.prior ? `method ${m.prior.method}` : 'absent'}`
+  }
+  const registers = Object.keys(m.prior.weights).sort()
+  const named = Object.keys(m.calibration.temperatures).sort()
+  if (named.length !== registers.length || named.some((name, r) => name !== registers[r])) {
+    return `calibration.temperatures: names ${JSON.stringify(named)}, not the registers ${JSON.stringify(registers)} of prior.weights; it needs one temperature per register`
   }
   return null
 }
@@ -225,9 +251,53 @@ export async function readManifest(dir: string): Promise<Manifest> {
   return parsed.data
 }
 
-/** The temperature the label logits are divided by (1 when the package is not calibrated). */
-export function labelTemperature(m: Manifest): number {
-  return m.calibration?.temperature ?? 1
+/**
+ * How a package's label logits are divided before the softmax: one temperature for every sequence
+ * (1 when the package is not calibrated), or one per register of its registers prior, in prior.json's
+ * register order, that each sequence's gate mixes (`sequenceTemperature`).
+ */
+export type LabelCalibration =
+  | { method: 'temperature'; temperature: number }
+  | { method: 'register-temperature'; temperatures: Float64Array }
+
+/**
+ * The calibration of a package whose registers prior has `registers` (prior.json's, in order; null:
+ * no registers prior). A manifest `readManifest` accepted and `loadPrior` matched never fails here;
+ * one read without them (the bench peer) gets a one-line `PackageError` naming `path`.
+ */
+export function labelCalibration(
+  m: { calibration?: { method?: string; temperature?: number; temperatures?: Record<string, number> } },
+  registers: readonly string[] | null,
+  path: string,
+): LabelCalibration {
+  const c = m.calibration
+  if (c?.method !== 'register-temperature') return { method: 'temperature', temperature: c?.temperature ?? 1 }
+  if (!registers) throw new PackageError(`${path}: calibration: method register-temperature needs a registers prior (prior.method tfidf-logreg-registers)`)
+  const temperatures = c.temperatures ?? {}
+  const named = Object.keys(temperatures)
+  if (named.length !== registers.length || registers.some((r) => !Object.hasOwn(temperatures, r))) {
+    throw new PackageError(`${path}: calibration.temperatures: names ${JSON.stringify(named.sort())}, not the registers ${JSON.stringify(registers)}; it needs one temperature per register`)
+  }
+  for (const r of registers) {
+    const t = temperatures[r]!
+    if (!(Number.isFinite(t) && t > 0)) throw new PackageError(`${path}: calibration.temperatures.${r}: must be a positive finite number, not ${t}`)
+  }
+  return { method: 'register-temperature', temperatures: Float64Array.from(registers, (r) => temperatures[r]!) }
+}
+
+/**
+ * The temperature a sequence's label logits are divided by: the package's one, or, for a
+ * register temperature, the sum over the registers in order of `gate[r] x temperatures[r]`, with
+ * `gate` the sequence's register probabilities (prior.ts `sequencePrior`), float64, as evaluate sums it.
+ */
+export function sequenceTemperature(c: LabelCalibration, gate: Float64Array | null): number {
+  if (c.method === 'temperature') return c.temperature
+  if (!gate || gate.length !== c.temperatures.length) {
+    throw new Error(`a register temperature needs the gate's ${c.temperatures.length} register probabilities, not ${gate ? gate.length : 'none'}`)
+  }
+  let t = 0
+  for (let r = 0; r < gate.length; r++) t += gate[r]! * c.temperatures[r]!
+  return t
 }
 
 /** sha256 of a file, hex. */

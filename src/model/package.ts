@@ -1,13 +1,13 @@
 /**
  * @module
- * Loading a model package folder: manifest, file hashes, tokenizer, lexical prior. The ONNX session
+ * Loading a model package folder: manifest, file hashes, tokenizer, lexical prior, calibration. The ONNX session
  * is created in the engine worker (it belongs to the thread that runs it).
  */
-import { resolve } from 'node:path'
-import type { Manifest } from './manifest.js'
-import { PackageError, readManifest, verifyFiles } from './manifest.js'
+import { join, resolve } from 'node:path'
+import type { LabelCalibration, Manifest } from './manifest.js'
+import { PackageError, labelCalibration, readManifest, verifyFiles } from './manifest.js'
 import { loadPrior } from './prior.js'
-import type { LexicalPrior } from './prior.js'
+import type { PackagePrior } from './prior.js'
 import type { LoadedTokenizer } from './tokenizer.js'
 import { loadTokenizer } from './tokenizer.js'
 
@@ -17,7 +17,9 @@ export interface ModelPackage {
   manifest: Manifest
   tokenizer: LoadedTokenizer
   /** `manifest.prior`'s file, checked against the package's labels; null: the package has none. */
-  prior: LexicalPrior | null
+  prior: PackagePrior | null
+  /** `manifest.calibration`, a register temperature in the registers prior's order. */
+  calibration: LabelCalibration
 }
 
 /**
@@ -37,5 +39,7 @@ export async function loadPackage(dir: string, opts: { verify?: boolean } = {}):
     )
   }
   const prior = await loadPrior(abs, manifest)
-  return { dir: abs, manifest, tokenizer, prior }
+  const registers = prior?.method === 'tfidf-logreg-registers' ? prior.registers : null
+  const calibration = labelCalibration(manifest, registers, join(abs, 'manifest.json'))
+  return { dir: abs, manifest, tokenizer, prior, calibration }
 }

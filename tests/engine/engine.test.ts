@@ -124,7 +124,7 @@ function model(limit = 150, maxReasoningTokens = 64, kind: 'qra' | 'qa' = 'qra')
     quoteBytes: tokenBytes,
     // Prompts are [bos, ...text, sep].
     template: { numPrefixTokens: 1, numSuffixTokens: 1 },
-    labelTemperature: 1,
+    calibration: { method: 'temperature', temperature: 1 },
     scoresAtFirstLabel: false,
   }
   return { model: m, calls: fake.calls }

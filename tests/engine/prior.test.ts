@@ -44,12 +44,13 @@ const ANGER = LABELS.indexOf('anger')
 /**
  * A copy of package `from` in `to` (its files linked, not copied) without its own prior, if it has
  * one, and with `weight` a prior.json of an empty vocabulary whose intercept puts anger 30 above
- * the other labels; hashes redone.
+ * the other labels; hashes redone. A register temperature (it needs the registers prior) is left out.
  */
 function variant(from: string, to: string, weight: number | null): string {
   mkdirSync(to)
-  const m = JSON.parse(readFileSync(join(from, 'manifest.json'), 'utf8')) as { prior?: { file: string }; files: Record<string, string> }
+  const m = JSON.parse(readFileSync(join(from, 'manifest.json'), 'utf8')) as { prior?: { file: string }; calibration?: { method: string }; files: Record<string, string> }
   const { prior: own, ...rest } = m
+  if (rest.calibration?.method === 'register-temperature') delete rest.calibration
   const files = Object.fromEntries(Object.entries(m.files).filter(([name]) => name !== own?.file))
   for (const name of Object.keys(files)) symlinkSync(resolve(from, name), join(to, name))
   if (weight === null) {
@@ -195,7 +196,7 @@ describe('where the prior enters (fake model)', () => {
     quoteBytes: tokenBytes,
     // Prompts are [bos, ...text, sep] (qa: then the marker).
     template: { numPrefixTokens: 1, numSuffixTokens: 1 },
-    labelTemperature: 1,
+    calibration: { method: 'temperature', temperature: 1 },
     scoresAtFirstLabel: kind === 'qra',
     prior,
   })

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/http/app.js'
 import type { ServedModel } from '../../src/http/service.js'
 import { readManifest, selectGraph, sha256File } from '../../src/model/manifest.js'
+import type { Manifest } from '../../src/model/manifest.js'
 import type { RunningService } from '../../src/server.js'
 import { LABELS, QA, QRA, post, startTestService } from '../support/service.js'
 
@@ -46,7 +47,10 @@ describe('GET /info', () => {
       const manifest = await readManifest(dir)
       const graph = selectGraph(manifest, null)
       const sha = await sha256File(`${dir}/${graph.file}`)
-      const terms = manifest.prior && (JSON.parse(readFileSync(`${dir}/${manifest.prior.file}`, 'utf8')) as { vocabulary: string[] }).vocabulary.length
+      const calibration =
+        manifest.calibration!.method === 'temperature'
+          ? { method: 'temperature', temperature: manifest.calibration!.temperature }
+          : { method: 'register-temperature', temperatures: manifest.calibration!.temperatures }
       expect(info.models[i]).toEqual({
         id: manifest.id,
         kind: manifest.kind,
@@ -61,8 +65,8 @@ describe('GET /info', () => {
         layout: graph.layout,
         dtype: graph.dtype,
         onnx_sha256: sha,
-        calibration: { method: 'temperature', temperature: manifest.calibration!.temperature },
-        prior: manifest.prior ? { method: 'tfidf-logreg', weight: manifest.prior.weight, terms } : null,
+        calibration,
+        prior: expectedPrior(dir, manifest.prior),
         device: 'cpu',
         execution_provider: 'CPUExecutionProvider',
       })
@@ -70,6 +74,16 @@ describe('GET /info', () => {
     expect(info.models.map((m) => m.kind)).toEqual(['qra', 'qa'])
   })
 })
+
+/** /info's `prior` for a manifest's `prior`, from prior.json: terms of its vocabulary (a registers prior: the gate's and the experts'). */
+function expectedPrior(dir: string, prior: Manifest['prior']): Record<string, unknown> | null {
+  if (!prior) return null
+  type Linear = { vocabulary: string[] }
+  const file = JSON.parse(readFileSync(`${dir}/${prior.file}`, 'utf8')) as Linear & { registers: string[]; gate: Linear; experts: Linear[] }
+  if (prior.method === 'tfidf-logreg') return { method: 'tfidf-logreg', weight: prior.weight, terms: file.vocabulary.length }
+  const terms = file.gate.vocabulary.length + file.experts.reduce((n, e) => n + e.vocabulary.length, 0)
+  return { method: 'tfidf-logreg-registers', weights: prior.weights, registers: file.registers, terms }
+}
 
 /** The /info entry of one model served by a fake engine: a qa model over labels a, b, `changes` applied. */
 async function fakeModelInfo(changes: Partial<ServedModel>, card: Partial<ServedModel['card']>): Promise<Info['models'][number]> {
@@ -109,5 +123,18 @@ describe('GET /info for a model with a lexical prior (fake engine)', () => {
       { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: 'cd'.repeat(32), prior },
     )
     expect(info.prior).toEqual(prior)
+  })
+})
+
+describe('GET /info for a model with a registers prior and a register temperature (fake engine)', () => {
+  it('reports the weights and temperatures per register, the registers in order and the terms of gate and experts', async () => {
+    const prior = { method: 'tfidf-logreg-registers' as const, weights: { dair: 0.9, goemotions: 1.6, xed: 1 }, registers: ['dair', 'goemotions', 'xed'], terms: 16000 }
+    const calibration = { method: 'register-temperature' as const, temperatures: { dair: 1.4, goemotions: 2, xed: 2.5 } }
+    const info = await fakeModelInfo(
+      { id: 'r', kind: 'qra', labelTokenCounts: [1, 1], maxReasoningTokens: 8 },
+      { graph: 'fp32', layout: 'optimum', dtype: 'float32', onnxSha256: 'cd'.repeat(32), prior, calibration },
+    )
+    expect(info.prior).toEqual(prior)
+    expect(info.calibration).toEqual(calibration)
   })
 })

@@ -1,10 +1,10 @@
 /**
  * The manifest rules this service adds for natural-v1 packages: the calibration temperature the
- * label scores use, and the emoji table the rule reads.
+ * label scores use (one, or one per register of a registers prior), and the emoji table the rule reads.
  */
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { EMOJI_FILE, ManifestSchema, checkManifest, labelTemperature } from '../../src/model/manifest.js'
+import { EMOJI_FILE, ManifestSchema, PackageError, checkManifest, labelCalibration, sequenceTemperature } from '../../src/model/manifest.js'
 import type { Manifest } from '../../src/model/manifest.js'
 import { QRA } from '../support/service.js'
 
@@ -14,19 +14,26 @@ const firstIssue = (changes: Record<string, unknown>) => {
   const r = parse(changes)
   return r.success ? null : `${r.error.issues[0]!.path.join('.')}: ${r.error.issues[0]!.message}`
 }
+const PATH = '/pkg/manifest.json'
+/** The temperature of a sequence whose gate gives `gate` (null: no registers prior). */
+const temperatureOf = (m: Manifest, registers: string[] | null, gate: number[] | null) =>
+  sequenceTemperature(labelCalibration(m, registers, PATH), gate && Float64Array.from(gate))
 
 describe('calibration', () => {
   it('is optional: without it the temperature is 1', () => {
     const m = parse({ calibration: undefined })
     expect(m.success).toBe(true)
-    expect(labelTemperature(m.data!)).toBe(1)
+    expect(labelCalibration(m.data!, null, PATH)).toEqual({ method: 'temperature', temperature: 1 })
+    expect(temperatureOf(m.data!, null, null)).toBe(1)
   })
 
   it('holds a positive finite temperature and keeps the keys it does not know', () => {
     const calibration = { method: 'temperature', temperature: 1.7, fitted_on: 'validation', ece_before: 0.08 }
     const m = parse({ calibration })
     expect(m.success).toBe(true)
-    expect(labelTemperature(m.data!)).toBe(1.7)
+    expect(temperatureOf(m.data!, null, null)).toBe(1.7)
+    // The same for every sequence, whatever a registers prior's gate says.
+    expect(temperatureOf(m.data!, ['a', 'b'], [0.9, 0.1])).toBe(1.7)
     expect(m.data!.calibration).toEqual(calibration)
   })
 
@@ -38,6 +45,73 @@ describe('calibration', () => {
       )
     }
     expect(firstIssue({ calibration: { method: 'temperature' } })).toMatch(/^calibration\.temperature: /)
+  })
+})
+
+describe('register-temperature calibration', () => {
+  const temperatures = { xed: 2.5, dair: 1.4, goemotions: 2 }
+  const registersPrior = { method: 'tfidf-logreg-registers', file: 'prior.json', weights: { dair: 0.9, goemotions: 1.6, xed: 1 } }
+  const files = { ...(base.files as Record<string, string>), 'prior.json': '0'.repeat(64) }
+  /** With `calibration`, and `prior` (null: none). */
+  const manifest = (calibration: Record<string, unknown>, prior: Record<string, unknown> | null = registersPrior): Manifest => {
+    const m = parse({ calibration, prior: prior ?? undefined, files })
+    expect(m.success, JSON.stringify(m.error?.issues[0])).toBe(true)
+    return m.data!
+  }
+
+  it('holds one positive finite temperature per register, keeping the keys it does not know', () => {
+    const calibration = { method: 'register-temperature', temperatures, fitted_on: 'validation' }
+    const m = manifest(calibration)
+    expect(m.calibration).toEqual(calibration)
+    expect(checkManifest(m)).toBeNull()
+    for (const t of [0, -1, '2', null, Infinity, NaN]) {
+      expect(firstIssue({ calibration: { method: 'register-temperature', temperatures: { ...temperatures, xed: t } } }), String(t)).toMatch(
+        /^calibration\.temperatures\.xed: /,
+      )
+    }
+    expect(firstIssue({ calibration: { method: 'register-temperature' } })).toMatch(/^calibration\.temperatures: /)
+  })
+
+  it("mixes the registers' temperatures by a sequence's gate, in prior.json's register order", () => {
+    const m = manifest({ method: 'register-temperature', temperatures })
+    // prior.json's order, not the manifest's key order.
+    expect(labelCalibration(m, ['dair', 'goemotions', 'xed'], PATH)).toEqual({ method: 'register-temperature', temperatures: Float64Array.from([1.4, 2, 2.5]) })
+    // 0.5 x 1.4 + 0.25 x 2 + 0.25 x 2.5
+    expect(temperatureOf(m, ['dair', 'goemotions', 'xed'], [0.5, 0.25, 0.25])).toBeCloseTo(1.825, 14)
+    expect(temperatureOf(m, ['dair', 'goemotions', 'xed'], [0, 0, 1])).toBe(2.5)
+    // Summed in register order, float64, as evaluate sums it.
+    const g = [0.1, 0.7, 0.2]
+    expect(temperatureOf(m, ['dair', 'goemotions', 'xed'], g)).toBe(0 + 0.1 * 1.4 + 0.7 * 2 + 0.2 * 2.5)
+  })
+
+  it('is refused without a registers prior, or with temperatures for other registers', () => {
+    const calibration = { method: 'register-temperature', temperatures }
+    const single = { method: 'tfidf-logreg', file: 'prior.json', weight: 0.8 }
+    expect(checkManifest(manifest(calibration, single))).toBe(
+      "calibration: method register-temperature needs a registers prior (prior.method tfidf-logreg-registers), and this package's prior is method tfidf-logreg",
+    )
+    expect(checkManifest(manifest(calibration, null))).toMatch(/^calibration: method register-temperature needs a registers prior .* is absent$/)
+    const { xed: _, ...two } = temperatures
+    expect(checkManifest(manifest({ method: 'register-temperature', temperatures: two }))).toBe(
+      'calibration.temperatures: names ["dair","goemotions"], not the registers ["dair","goemotions","xed"] of prior.weights; it needs one temperature per register',
+    )
+    expect(checkManifest(manifest({ method: 'register-temperature', temperatures: { ...two, tweets: 1 } }))).toMatch(/^calibration\.temperatures: names \["dair","goemotions","tweets"\], not /)
+  })
+
+  it('is refused when read without the checks (the bench peer) against registers it does not match', () => {
+    const m = manifest({ method: 'register-temperature', temperatures })
+    const refusal = (registers: string[] | null) => {
+      try {
+        labelCalibration(m, registers, PATH)
+      } catch (e) {
+        expect(e).toBeInstanceOf(PackageError)
+        return (e as Error).message
+      }
+      throw new Error('accepted')
+    }
+    expect(refusal(null)).toBe(`${PATH}: calibration: method register-temperature needs a registers prior (prior.method tfidf-logreg-registers)`)
+    expect(refusal(['dair', 'xed'])).toMatch(/^\/pkg\/manifest\.json: calibration\.temperatures: names \["dair","goemotions","xed"\], not the registers \["dair","xed"\]/)
+    expect(() => sequenceTemperature(labelCalibration(m, ['dair', 'goemotions', 'xed'], PATH), null)).toThrow(/needs the gate's 3 register probabilities, not none/)
   })
 })
 

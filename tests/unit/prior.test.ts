@@ -1,14 +1,26 @@
 /**
  * The lexical prior (src/model/prior.ts): featurisation and log-probabilities on a tiny prior.json
- * whose numbers can be checked by hand, prior.json's validation, and the manifest's `prior` entry.
+ * whose numbers can be checked by hand, prior.json's validation, and the manifest's `prior` entry;
+ * the same for a tiny registers prior (gate, experts, weights and the register temperature).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ManifestSchema, PackageError, checkManifest } from '../../src/model/manifest.js'
-import { addPrior, labelLogProbs, loadPrior, parsePrior, priorLogits } from '../../src/model/prior.js'
-import type { LexicalPrior } from '../../src/model/prior.js'
+import { ManifestSchema, PackageError, checkManifest, labelCalibration, sequenceTemperature } from '../../src/model/manifest.js'
+import {
+  addPrior,
+  gateProbs,
+  labelLogProbs,
+  loadPrior,
+  mixtureLogProbs,
+  mixtureWeight,
+  parsePrior,
+  parseRegistersPrior,
+  priorLogits,
+  sequencePrior,
+} from '../../src/model/prior.js'
+import type { LexicalPrior, PackagePrior, RegistersPrior } from '../../src/model/prior.js'
 import { QRA } from '../support/service.js'
 
 const LABELS = ['sadness', 'joy']
@@ -42,6 +54,12 @@ const problem = (changes: Record<string, unknown>, labels = LABELS): string => {
     return (e as Error).message
   }
   throw new Error('accepted')
+}
+
+/** `p` as the single prior it must be. */
+const single = (p: PackagePrior): LexicalPrior => {
+  if (p.method !== 'tfidf-logreg') throw new Error(`a ${p.method} prior`)
+  return p
 }
 
 /** log-softmax of `z`, for the hand-worked expectations. */
@@ -160,8 +178,8 @@ describe('prior.json validation', () => {
 })
 
 describe('manifest prior', () => {
-  // The embedded package without the prior it may ship with.
-  const { prior: _, ...base } = JSON.parse(readFileSync(`${QRA}/manifest.json`, 'utf8')) as Record<string, unknown> & { files: Record<string, string> }
+  // The embedded package without the prior it may ship with (nor a register temperature, which needs a registers prior).
+  const { prior: _, calibration: ___, ...base } = JSON.parse(readFileSync(`${QRA}/manifest.json`, 'utf8')) as Record<string, unknown> & { files: Record<string, string> }
   const { 'prior.json': __, ...files } = base.files
   base.files = files
   const entry = { method: 'tfidf-logreg', file: 'prior.json', weight: 0.8, c: 4, fitted_on: 'train' }
@@ -189,7 +207,7 @@ describe('manifest prior', () => {
     const m = ManifestSchema.parse({ ...base, prior: entry })
     const file = { ...FILE, labels, coef: FILE.coef.map(() => labels.map(() => 0)), intercept: labels.map((_, k) => k) }
     writeFileSync(join(dir, 'prior.json'), JSON.stringify(file))
-    const p = (await loadPrior(dir, m))!
+    const p = single((await loadPrior(dir, m))!)
     expect(p.weight).toBe(0.8)
     expect(labelLogProbs(p, 'anything')).toEqual(labelLogProbs(p, ''))
     expect(await loadPrior(dir, ManifestSchema.parse(base))).toBeNull()
@@ -197,6 +215,214 @@ describe('manifest prior', () => {
     await expect(loadPrior(dir, m)).rejects.toThrow(`${join(dir, 'prior.json')}: invalid JSON (`)
     rmSync(join(dir, 'prior.json'))
     await expect(loadPrior(dir, m)).rejects.toThrow(`${join(dir, 'prior.json')}: cannot read (ENOENT)`)
+  })
+})
+
+// A registers prior over labels sadness, joy, love; registers tw and xed. The gate has one term,
+// "lol": for a text with it, z = [ln 3, 0] and g = [3/4, 1/4]; without it g = [1/2, 1/2]. The
+// experts have no terms: tw gives p = [1/4, 1/2, 1/4] whatever the text, xed (which has no love)
+// [3/4, 1/4] over sadness and joy.
+const RLABELS = ['sadness', 'joy', 'love']
+const linear = (labels: string[], vocabulary: string[], coef: number[][], intercept: number[]) => ({
+  format: 'tfidf-logreg-v1',
+  labels,
+  lowercase: true,
+  token_pattern: '[a-z0-9]+|[!?]+',
+  ngram_range: [1, 2],
+  sublinear_tf: true,
+  vocabulary,
+  idf: vocabulary.map(() => 1),
+  coef,
+  intercept,
+})
+const REGISTERS_FILE = {
+  format: 'tfidf-logreg-registers-v1',
+  labels: RLABELS,
+  registers: ['tw', 'xed'],
+  gate: linear(['tw', 'xed'], ['lol'], [[Math.log(3), 0]], [0, 0]),
+  experts: [linear(RLABELS, [], [], [0, Math.log(2), 0]), linear(['sadness', 'joy'], [], [], [Math.log(3), 0])],
+}
+const WEIGHTS = { xed: 0.4, tw: 2 }
+const makeRegisters = (changes: Record<string, unknown> = {}, weights: Record<string, number> = WEIGHTS): RegistersPrior =>
+  parseRegistersPrior({ ...REGISTERS_FILE, ...changes }, { labels: RLABELS, weights, manifestPath: '/pkg/manifest.json' }, PATH)
+const registersProblem = (changes: Record<string, unknown>, weights: Record<string, number> = WEIGHTS, labels = RLABELS): string => {
+  try {
+    parseRegistersPrior({ ...REGISTERS_FILE, ...changes }, { labels, weights, manifestPath: '/pkg/manifest.json' }, PATH)
+  } catch (e) {
+    expect(e).toBeInstanceOf(PackageError)
+    return (e as Error).message
+  }
+  throw new Error('accepted')
+}
+
+describe('registers prior', () => {
+  const p = makeRegisters()
+  const enc = new TextEncoder()
+  const closeTo = (got: ArrayLike<number>, want: number[]) => {
+    expect(got).toHaveLength(want.length)
+    want.forEach((w, k) => expect(got[k], `[${k}]`).toBeCloseTo(w, 14))
+  }
+
+  it("reads the gate's probabilities of the registers from the text", () => {
+    closeTo(gateProbs(p, 'LOL what'), [3 / 4, 1 / 4])
+    closeTo(gateProbs(p, 'what'), [1 / 2, 1 / 2])
+  })
+
+  it("mixes the experts' probabilities by the gate's; an expert without a label adds nothing to it", () => {
+    // lol: sadness 3/4 x 1/4 + 1/4 x 3/4 = 3/8, joy 3/4 x 1/2 + 1/4 x 1/4 = 7/16, love 3/4 x 1/4 = 3/16.
+    closeTo(mixtureLogProbs(p, 'lol', gateProbs(p, 'lol')), [3 / 8, 7 / 16, 3 / 16].map(Math.log))
+    // Without: sadness 1/8 + 3/8, joy 1/4 + 1/8, love 1/8.
+    closeTo(mixtureLogProbs(p, 'what', gateProbs(p, 'what')), [1 / 2, 3 / 8, 1 / 8].map(Math.log))
+  })
+
+  it('floors at 1e-12 the probability of a label no expert has', () => {
+    const q = makeRegisters({ experts: [linear(['sadness', 'joy'], [], [], [0, 0]), REGISTERS_FILE.experts[1]] })
+    const lp = mixtureLogProbs(q, 'lol', gateProbs(q, 'lol'))
+    expect(lp[2]).toBe(Math.log(1e-12))
+    // sadness 3/4 x 1/2 + 1/4 x 3/4 = 9/16
+    expect(lp[0]).toBeCloseTo(Math.log(9 / 16), 14)
+  })
+
+  it('weighs by the gate too: w = sum of g_r x weights[r], and adds w x log p', () => {
+    // lol: 3/4 x 2 + 1/4 x 0.4 = 1.6; without: 1/2 x 2 + 1/2 x 0.4 = 1.2.
+    expect(mixtureWeight(p, gateProbs(p, 'lol'))).toBeCloseTo(1.6, 14)
+    expect(mixtureWeight(p, gateProbs(p, 'what'))).toBeCloseTo(1.2, 14)
+    const lol = sequencePrior(p, enc.encode('lol'))
+    closeTo(lol.logits, [3 / 8, 7 / 16, 3 / 16].map((v) => 1.6 * Math.log(v)))
+    closeTo(lol.gate!, [3 / 4, 1 / 4])
+    expect(priorLogits(p, enc.encode('lol'))).toEqual(lol.logits)
+    closeTo(sequencePrior(p, enc.encode('what')).logits, [1 / 2, 3 / 8, 1 / 8].map((v) => 1.2 * Math.log(v)))
+  })
+
+  it('sums in the order the contract writes, float64 (bit for bit)', () => {
+    // Terms in the experts too, so that nothing cancels: the same sums written out here.
+    const q = makeRegisters({
+      experts: [linear(RLABELS, ['lol', 'what'], [[0.3, 1.1, -0.7], [2, 0.1, 0.05]], [0.2, 0.1, 0]), linear(['sadness', 'joy'], ['what'], [[0.9, -1.3]], [1, 0])],
+    }, { tw: 0.7, xed: 1.3 })
+    const text = 'lol what lol'
+    const g = labelLogProbs(q.gate, text).map(Math.exp)
+    const [a, b] = [labelLogProbs(q.experts[0]!.model, text), labelLogProbs(q.experts[1]!.model, text)]
+    const mix = [0 + g[0]! * Math.exp(a[0]!) + g[1]! * Math.exp(b[0]!), 0 + g[0]! * Math.exp(a[1]!) + g[1]! * Math.exp(b[1]!), 0 + g[0]! * Math.exp(a[2]!)]
+    const w = 0 + g[0]! * 0.7 + g[1]! * 1.3
+    const got = sequencePrior(q, enc.encode(text))
+    expect([...got.gate!]).toEqual([...g])
+    expect([...got.logits]).toEqual(mix.map((v) => w * Math.log(Math.max(v, 1e-12))))
+  })
+
+  it('gives each sequence the temperature its gate mixes from the registers', () => {
+    const calibration = labelCalibration({ calibration: { method: 'register-temperature', temperatures: { xed: 3, tw: 1 } } }, p.registers, '/pkg/manifest.json')
+    // lol: 3/4 x 1 + 1/4 x 3 = 1.5; without: 1/2 + 3/2 = 2.
+    expect(sequenceTemperature(calibration, sequencePrior(p, enc.encode('lol')).gate)).toBeCloseTo(1.5, 14)
+    expect(sequenceTemperature(calibration, sequencePrior(p, enc.encode('what')).gate)).toBeCloseTo(2, 14)
+    // A single temperature is the same for every sequence.
+    expect(sequenceTemperature(labelCalibration({ calibration: { method: 'temperature', temperature: 1.7 } }, p.registers, ''), sequencePrior(p, enc.encode('lol')).gate)).toBe(1.7)
+  })
+
+  it('indexes the registers, the weights in their order, and counts the terms of gate and experts', () => {
+    expect(p.registers).toEqual(['tw', 'xed'])
+    expect([...p.weights]).toEqual([2, 0.4])
+    expect(p.numTerms).toBe(1)
+    expect([...p.experts[1]!.column]).toEqual([0, 1, -1])
+  })
+})
+
+describe('registers prior.json validation', () => {
+  it('refuses a missing expert, or more experts than registers', () => {
+    expect(registersProblem({ experts: REGISTERS_FILE.experts.slice(0, 1) })).toBe(
+      `${PATH}: experts: 1 for 2 registers ["tw","xed"]; it needs one per register, in that order`,
+    )
+    expect(registersProblem({ experts: [...REGISTERS_FILE.experts, REGISTERS_FILE.experts[0]] })).toMatch(/^\/pkg\/prior\.json: experts: 3 for 2 registers /)
+  })
+
+  it("refuses an expert's label that is not the package's, or out of the package's order", () => {
+    const expert = (labels: string[]) => ({ experts: [REGISTERS_FILE.experts[0], linear(labels, [], [], labels.map(() => 0))] })
+    expect(registersProblem(expert(['sadness', 'anger']))).toBe(
+      `${PATH}: experts.1.labels: "anger" (register "xed") is not one of the package's labels ["sadness","joy","love"]`,
+    )
+    expect(registersProblem(expert(['joy', 'sadness']))).toBe(
+      `${PATH}: experts.1.labels: ["joy","sadness"] (register "xed") are not in the order of the package's labels ["sadness","joy","love"]`,
+    )
+    expect(registersProblem(expert(['joy', 'joy']))).toMatch(/^\/pkg\/prior\.json: experts\.1\.labels: .* are not in the order /)
+  })
+
+  it('refuses manifest weights that do not name exactly the registers', () => {
+    expect(registersProblem({}, { tw: 1 })).toBe(
+      `/pkg/manifest.json: prior.weights: names ["tw"], not the registers of ${PATH} ["tw","xed"]; it needs one weight per register`,
+    )
+    expect(registersProblem({}, { tw: 1, xed: 1, dair: 1 })).toMatch(/^\/pkg\/manifest\.json: prior\.weights: names \["dair","tw","xed"\], not /)
+    expect(registersProblem({}, { tw: 1, XED: 1 })).toMatch(/^\/pkg\/manifest\.json: prior\.weights: names \["XED","tw"\], not /)
+  })
+
+  it("refuses a gate whose labels are not the registers, and the package's labels not in order", () => {
+    expect(registersProblem({ gate: { ...REGISTERS_FILE.gate, labels: ['xed', 'tw'] } })).toBe(
+      `${PATH}: gate.labels: ["xed","tw"] are not the registers ["tw","xed"]`,
+    )
+    expect(registersProblem({ labels: ['joy', 'sadness', 'love'] })).toMatch(/^\/pkg\/prior\.json: labels: \["joy","sadness","love"\] are not the package's labels /)
+    expect(registersProblem({ registers: ['tw', 'tw'] })).toBe(`${PATH}: registers: "tw" is listed twice; registers must be unique`)
+    expect(registersProblem({ registers: [] })).toMatch(/^\/pkg\/prior\.json: registers: /)
+  })
+
+  it('checks the gate and each expert as a tfidf-logreg-v1 object, naming the field inside it', () => {
+    expect(registersProblem({ gate: { ...REGISTERS_FILE.gate, idf: [] } })).toBe(`${PATH}: gate.idf: 0 entries for 1 terms of vocabulary; it needs one per term`)
+    expect(registersProblem({ experts: [{ ...REGISTERS_FILE.experts[0], intercept: [0, 'x', 0] }, REGISTERS_FILE.experts[1]] })).toMatch(
+      /^\/pkg\/prior\.json: experts\.0\.intercept\.1: /,
+    )
+    expect(registersProblem({ experts: [REGISTERS_FILE.experts[0], { ...REGISTERS_FILE.experts[1], format: 'tfidf-logreg-registers-v1' }] })).toMatch(
+      /^\/pkg\/prior\.json: experts\.1\.format: .*tfidf-logreg-v1/,
+    )
+    expect(registersProblem({ format: 'tfidf-logreg-v1' })).toMatch(/^\/pkg\/prior\.json: format: .*tfidf-logreg-registers-v1/)
+  })
+})
+
+describe('manifest registers prior', () => {
+  const { prior: _, calibration: __, ...base } = JSON.parse(readFileSync(`${QRA}/manifest.json`, 'utf8')) as Record<string, unknown> & { files: Record<string, string> }
+  const labels = base.labels as string[]
+  const entry = { method: 'tfidf-logreg-registers', file: 'prior.json', weights: { tw: 2, xed: 0.4 }, registers: ['tw', 'xed'], fitted_on: 'train' }
+  const files = { ...base.files, 'prior.json': '0'.repeat(64) }
+  const dir = mkdtempSync(join(tmpdir(), 'because-registers-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('keeps provenance keys and refuses weights that are not finite numbers >= 0', () => {
+    const m = ManifestSchema.parse({ ...base, prior: entry, files })
+    expect(m.prior).toEqual(entry)
+    expect(checkManifest(m)).toBeNull()
+    for (const weight of [-0.1, '1', null, Infinity, NaN]) {
+      expect(ManifestSchema.safeParse({ ...base, prior: { ...entry, weights: { tw: 1, xed: weight } } }).error?.issues[0]!.path, String(weight)).toEqual(['prior', 'weights', 'xed'])
+    }
+    expect(ManifestSchema.safeParse({ ...base, prior: { ...entry, weights: undefined } }).error?.issues[0]!.path).toEqual(['prior', 'weights'])
+    // The single prior's weight is still required for its method.
+    expect(ManifestSchema.safeParse({ ...base, prior: { method: 'tfidf-logreg', file: 'prior.json', weights: { tw: 1 } } }).error?.issues[0]!.path).toEqual(['prior', 'weight'])
+  })
+
+  it('loads the form prior.method names, with the weights in register order', async () => {
+    const m = ManifestSchema.parse({ ...base, prior: entry, files })
+    const file = {
+      ...REGISTERS_FILE,
+      labels,
+      experts: [linear(labels, [], [], labels.map(() => 0)), linear(labels.slice(0, 2), [], [], [0, 0])],
+    }
+    writeFileSync(join(dir, 'prior.json'), JSON.stringify(file))
+    const p = (await loadPrior(dir, m))!
+    expect(p.method).toBe('tfidf-logreg-registers')
+    expect((p as RegistersPrior).registers).toEqual(['tw', 'xed'])
+    expect([...(p as RegistersPrior).weights]).toEqual([2, 0.4])
+    await expect(loadPrior(dir, ManifestSchema.parse({ ...base, prior: { ...entry, weights: { tw: 1 } }, files }))).rejects.toThrow(
+      `${join(dir, 'manifest.json')}: prior.weights: names ["tw"], not the registers of ${join(dir, 'prior.json')} ["tw","xed"]`,
+    )
+    // A single prior's file under the registers method, and the other way round.
+    writeFileSync(join(dir, 'prior.json'), JSON.stringify({ ...FILE, labels, coef: FILE.coef.map(() => labels.map(() => 0)), intercept: labels.map(() => 0) }))
+    await expect(loadPrior(dir, m)).rejects.toThrow(new RegExp(`^${join(dir, 'prior.json')}: format: .*tfidf-logreg-registers-v1`))
+    writeFileSync(join(dir, 'prior.json'), JSON.stringify(file))
+    await expect(loadPrior(dir, ManifestSchema.parse({ ...base, prior: { method: 'tfidf-logreg', file: 'prior.json', weight: 1 }, files }))).rejects.toThrow(
+      new RegExp(`^${join(dir, 'prior.json')}: format: .*tfidf-logreg-v1`),
+    )
+  })
+
+  it('refuses a register-temperature calibration without a registers prior', () => {
+    const calibration = { method: 'register-temperature', temperatures: { tw: 1, xed: 3 } }
+    const single = ManifestSchema.parse({ ...base, calibration, prior: { method: 'tfidf-logreg', file: 'prior.json', weight: 1 }, files })
+    expect(checkManifest(single)).toMatch(/^calibration: method register-temperature needs a registers prior /)
+    expect(checkManifest(ManifestSchema.parse({ ...base, calibration, prior: entry, files }))).toBeNull()
   })
 })
 
