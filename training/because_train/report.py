@@ -150,7 +150,7 @@ def prior_lines(qa: dict[str, Any], qra: dict[str, Any], sources: list[str]) -> 
     lines = [
         "",
         f"Both packages fuse a lexical prior into the label logits (TF-IDF + logistic regression on the same rows;"
-        f' weight Q->A {priors[0]["weight"]:g}, Q->RA {priors[1]["weight"]:g}; the model cards\' section "Lexical prior").'  # type: ignore[index]
+        f' weight Q->A {_weight(priors[0])}, Q->RA {_weight(priors[1])}; the model cards\' section "Lexical prior").'
         " The models alone, the same rows (accuracy, without the prior):",
         "",
         "| source | Q->A | Q->RA | Q->RA - Q->A |",
@@ -212,3 +212,11 @@ def _temperatures(m: dict[str, Any]) -> str:
     if cal.get("method") == "register-temperature":
         return "temperatures " + ", ".join(f"{r} {t:.3f}" for r, t in cal["temperatures"].items())
     return f"temperature {cal.get('temperature', 1.0):.3f}"
+
+
+def _weight(prior: dict[str, Any] | None) -> str:
+    """"0.7", or "dair 0.9, goemotions 1.6, xed 1" (one per register)."""
+    assert prior is not None
+    if "weights" in prior:
+        return "per register " + ", ".join(f"{r} {w:g}" for r, w in prior["weights"].items())
+    return f"{prior['weight']:g}"
