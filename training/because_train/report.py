@@ -215,7 +215,7 @@ def _temperatures(m: dict[str, Any]) -> str:
 
 
 def _weight(prior: dict[str, Any] | None) -> str:
-    """"0.7", or "dair 0.9, goemotions 1.6, xed 1" (one per register)."""
+    """The weight as "0.7", or one per register as "dair 0.9, goemotions 1.6, xed 1"."""
     assert prior is not None
     if "weights" in prior:
         return "per register " + ", ".join(f"{r} {w:g}" for r, w in prior["weights"].items())
