@@ -25,7 +25,12 @@ def test_package_loads_and_every_hash_verifies(name):
     assert size <= 50 * 1024 * 1024
     assert all(len(d["sha256"]) == 64 for d in m["provenance"]["data"].values())
     assert set(m["metrics"]["per_source"]) == {"dair", "goemotions", "xed"}
-    assert m["calibration"]["method"] == "temperature" and m["calibration"]["temperature"] > 0
+    # A temperature per register (the registers prior's), each positive, and one ECE per source.
+    cal = m["calibration"]
+    assert cal["method"] == "register-temperature" and m["prior"]["method"] == "tfidf-logreg-registers"
+    assert list(cal["temperatures"]) == m["prior"]["registers"] == ["dair", "goemotions", "xed"]
+    assert all(t > 0 for t in cal["temperatures"].values())
+    assert pkg.prior is not None and pkg.prior.registers == m["prior"]["registers"]
 
 
 @pytest.mark.parametrize("damage", ["tamper", "truncate", "remove"])
