@@ -3,7 +3,7 @@
  * check the service serves whatever labels a package lists. The copy keeps every file as it is,
  * so the sha256 the manifest records for them still holds; only manifest.json (which `files`
  * never lists) is rewritten. A relabelled package has no lexical prior: the embedded one's is
- * fitted on its own labels.
+ * fitted on its own labels (and so no temperature per register, which needs the prior's gate).
  */
 import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -46,6 +46,13 @@ export function relabelledPackage(dir: string, name: string, changes: Partial<La
   const path = join(to, 'manifest.json')
   const manifest = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
   const prior = 'labels' in changes ? { prior: undefined } : {}
-  writeFileSync(path, `${JSON.stringify({ ...manifest, ...prior, ...changes }, null, 2)}\n`)
+  const next: Record<string, unknown> = { ...manifest, ...prior, ...changes }
+  // A temperature per register needs the registers prior's gate: without the prior, the one
+  // temperature calibrate fitted beside them.
+  const cal = next.calibration as { method?: string; one_temperature?: number } | undefined
+  if (next.prior === undefined && cal?.method === 'register-temperature') {
+    next.calibration = { method: 'temperature', temperature: cal.one_temperature ?? 1 }
+  }
+  writeFileSync(path, `${JSON.stringify(next, null, 2)}\n`)
   return to
 }
