@@ -46,6 +46,8 @@ export const RegistersFileSchema = z.object({
   format: z.literal(REGISTERS_FORMAT),
   labels: z.array(z.string()),
   registers: z.array(z.string().min(1, 'a register name may not be empty')).min(1, 'needs at least 1 register'),
+  // A label an expert lacks: "zero", its register says it never happens; "abstain", the register has no say.
+  missing: z.enum(['zero', 'abstain']).default('zero'),
   gate: z.unknown(),
   experts: z.array(z.unknown()),
 })
@@ -89,6 +91,8 @@ export interface RegistersPrior {
   method: 'tfidf-logreg-registers'
   /** prior.json's `registers`: the order of the gate's labels, the experts, `weights` and every sum over registers. */
   registers: readonly string[]
+  /** prior.json's `missing`: what a label an expert lacks gets from that expert (see `mixtureLogProbs`). */
+  missing: 'zero' | 'abstain'
   gate: TfidfLogreg
   experts: readonly RegisterExpert[]
   /** `manifest.prior.weights`, one per register, in register order. */
@@ -248,6 +252,7 @@ export function parseRegistersPrior(
   return {
     method: 'tfidf-logreg-registers',
     registers: p.registers,
+    missing: p.missing,
     gate,
     experts,
     weights: Float64Array.from(p.registers, (name) => pkg.weights[name]!),
@@ -340,6 +345,14 @@ export function mixtureLogProbs(p: RegistersPrior, text: string, g: Float64Array
     for (let k = 0; k < mix.length; k++) {
       const c = column[k]!
       if (c >= 0) mix[k] = mix[k]! + g[r]! * Math.exp(lp[c]!)
+    }
+  }
+  if (p.missing === 'abstain') {
+    // A label's mixture over the experts that know it: the others have no say on it.
+    for (let k = 0; k < mix.length; k++) {
+      let known = 0
+      for (let r = 0; r < p.experts.length; r++) if (p.experts[r]!.column[k]! >= 0) known += g[r]!
+      mix[k] = known > 0 ? mix[k]! / known : 0
     }
   }
   for (let k = 0; k < mix.length; k++) mix[k] = Math.log(Math.max(mix[k]!, MIXTURE_FLOOR))

@@ -283,6 +283,16 @@ describe('registers prior', () => {
     expect(lp[0]).toBeCloseTo(Math.log(9 / 16), 14)
   })
 
+  it('with missing "abstain", leaves a label to the experts that know it', () => {
+    const q = makeRegisters({ missing: 'abstain' })
+    expect(p.missing).toBe('zero')
+    expect(q.missing).toBe('abstain')
+    // lol: sadness and joy as with "zero" (both experts know them: the gate's mass on them is 1), love
+    // the tweet expert's alone: (3/4 x 1/4) / (3/4) = 1/4.
+    closeTo(mixtureLogProbs(q, 'lol', gateProbs(q, 'lol')), [3 / 8, 7 / 16, 1 / 4].map(Math.log))
+    expect(registersProblem({ missing: 'ignore' })).toMatch(/missing/)
+  })
+
   it('weighs by the gate too: w = sum of g_r x weights[r], and adds w x log p', () => {
     // lol: 3/4 x 2 + 1/4 x 0.4 = 1.6; without: 1/2 x 2 + 1/2 x 0.4 = 1.2.
     expect(mixtureWeight(p, gateProbs(p, 'lol'))).toBeCloseTo(1.6, 14)

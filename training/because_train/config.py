@@ -163,6 +163,10 @@ class PriorConfig:
     # One prior per register (source) and a gate between them, and a temperature per register
     # (prior.py fit_register_prior, calibrate.py); max_terms then applies to the gate and each expert.
     registers: bool = False
+    # What a registers prior makes of a label a source has no rows of (prior.py MISSING): "zero", the
+    # source says it never happens there; "abstain", the source has no say on it (its rows were never
+    # rated for it: tweets and dialogue for neutral), the other sources' mixture decides.
+    missing: str = "zero"
 
 
 @dataclass
@@ -256,6 +260,8 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Co
     check_labels(config.labels)
     if config.labels.none:
         check_none_reasoning(config.rgen.evidence.none_reasoning)
+    if config.prior.missing not in ("zero", "abstain"):
+        raise ValueError(f"config.prior.missing: {config.prior.missing!r}; expected one of zero, abstain")
     if config.train.selection not in SELECTION_METRICS:
         raise ValueError(
             f"config.train.selection: {config.train.selection!r}; expected one of {', '.join(SELECTION_METRICS)}"

@@ -248,7 +248,9 @@ def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
     c, min_df, seed, max_terms = config.prior.c, config.prior.min_df, config.seed, config.prior.max_terms
     if registers:
         sources = [r["source"] for r in train_rows]
-        fitted = fit_register_prior(texts, golds, sources, labels, registers, c, min_df, seed, max_terms)
+        fitted = fit_register_prior(
+            texts, golds, sources, labels, registers, c, min_df, seed, max_terms, config.prior.missing
+        )
     else:
         fitted = fit_prior(texts, golds, labels, c, min_df, seed, max_terms)
     unit = LexicalPrior(fitted, 1.0)
@@ -278,6 +280,7 @@ def add_prior(config: Config, out: Path, manifest: dict[str, Any]) -> None:
             "method": "tfidf-logreg-registers",
             **common,
             "registers": registers,
+            "missing": config.prior.missing,
             "weights": {r: weights[r] for r in registers},
             "weight_chosen_by": "per register: lowest log-loss on its own source's validation rows at its own temperature",
             "validation_log_loss_by_weight": by_register,

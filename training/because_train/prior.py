@@ -25,6 +25,7 @@ import numpy as np
 FORMAT = "tfidf-logreg-v1"
 REGISTERS_FORMAT = "tfidf-logreg-registers-v1"
 FILE = "prior.json"
+MISSING = ("zero", "abstain")  # a registers prior's rule for a label an expert lacks (docs/model-package.md)
 FLOOR = 1e-12  # a registers prior's mixture probability is floored here, so its log stays finite
 TOKEN_PATTERN = r"[a-z0-9]+|[!?]+"  # valid alike in Python's re and JavaScript's RegExp
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(21))  # the fusion weights tried, 0 (none) to 2
@@ -121,6 +122,7 @@ def fit_register_prior(
     min_df: int,
     seed: int,
     max_terms: int = 0,
+    missing: str = "zero",
 ) -> dict[str, Any]:
     """A registers prior.json (docs/model-package.md): a gate, TF-IDF + logistic regression telling
     the registers (`sources` of the rows) apart, and one expert per register fitted on that
@@ -146,6 +148,7 @@ def fit_register_prior(
         "format": REGISTERS_FORMAT,
         "labels": list(names),
         "registers": list(registers),
+        "missing": missing,
         "gate": gate,
         "experts": experts,
     }
@@ -211,6 +214,10 @@ class LexicalPrior:
         s = self.spec
         self.registers: list[str] | None = None
         if s.get("format") == REGISTERS_FORMAT:
+            if s.get("missing", "zero") not in MISSING:
+                raise ValueError(
+                    f"{FILE}: missing {s.get('missing')!r}; expected one of {', '.join(MISSING)}"
+                )
             labels = s["labels"]
             self.registers = list(s["registers"])
             self.gate = Linear(s["gate"])
@@ -278,6 +285,14 @@ class LexicalPrior:
         for r, expert in enumerate(self.experts):
             for k, v in zip(self.columns[r], expert.log_probs(text), strict=True):
                 p[k] += g[r] * math.exp(v)
+        if self.spec.get("missing", "zero") == "abstain":
+            # A label's mixture over the experts that know it: the others have no say on it.
+            for k in range(len(p)):
+                known = 0.0
+                for r in range(len(self.experts)):
+                    if k in self.columns[r]:
+                        known += g[r]
+                p[k] = p[k] / known if known > 0 else 0.0
         return [math.log(max(v, FLOOR)) for v in p]
 
     def weight_for(self, gate: list[float] | None) -> float:

@@ -204,3 +204,13 @@ def test_fit_register_prior_gives_each_register_its_own_labels():
     prior = LexicalPrior(spec, weights=[1.0, 1.0])
     assert prior.columns == [[0, 1, 2], [1, 2]]
     assert np.argmax(prior.log_probs("so angry !!")) == 2
+
+
+def test_abstain_leaves_a_label_to_the_experts_that_know_it():
+    # "lol": g = [1/4, 3/4]; the chat expert lacks "love", so love is the tweet expert's alone (1/4),
+    # while sad and happy mix as with "zero".
+    prior = LexicalPrior({**REGISTERS_SPEC, "missing": "abstain"}, weights=[1.0, 1.0])
+    want = [0.25 * 0.5 + 0.75 / 3, 0.25 * 0.25 + 0.75 * 2 / 3, 0.25]
+    np.testing.assert_allclose(prior.log_probs("lol"), np.log(want), atol=1e-12)
+    with pytest.raises(ValueError, match="missing"):
+        LexicalPrior({**REGISTERS_SPEC, "missing": "ignore"})
