@@ -78,24 +78,27 @@ def calibrate(
     seed: int,
     gates: dict[str, Sequence[Sequence[float]]] | None = None,
     registers: Sequence[str] | None = None,
+    fit_on: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`by_source[name] = (label logits per row, gold label per row)` -> the calibration record
     for the manifest: the temperature and ECE per source before, after and cross-fitted. With
     `gates` (each row's register probabilities, columns in `registers` order): a register
-    temperature."""
+    temperature. `fit_on`: the sources the temperatures are fitted on (empty: all); ECE is
+    reported for every source."""
     names = sorted(by_source)
+    fitted = [n for n in names if not fit_on or n in fit_on]
     z = {n: np.asarray(by_source[n][0], dtype=np.float64) for n in names}
     y = {n: np.asarray(by_source[n][1]) for n in names}
     if gates is not None:
         assert registers is not None
         return _calibrate_registers(
-            z, y, {n: np.asarray(gates[n], dtype=np.float64) for n in names}, list(registers), seed
+            z, y, {n: np.asarray(gates[n], dtype=np.float64) for n in names}, list(registers), seed, fitted
         )
 
     def fit(select: dict[str, np.ndarray]) -> float:
-        logits = [row for n in names for row in z[n][select[n]]]
-        gold = [int(g) for n in names for g in y[n][select[n]]]
-        groups = [n for n in names for _ in range(int(select[n].sum()))]
+        logits = [row for n in fitted for row in z[n][select[n]]]
+        gold = [int(g) for n in fitted for g in y[n][select[n]]]
+        groups = [n for n in fitted for _ in range(int(select[n].sum()))]
         return fit_temperature(logits, gold, groups)
 
     everything = {n: np.ones(len(y[n]), dtype=bool) for n in names}
@@ -121,7 +124,7 @@ def calibrate(
     return {
         "method": "temperature",
         "temperature": temperature,
-        "fitted_on": "validation rows of every source, each source weighing alike",
+        "fitted_on": _fitted_on(names, fitted),
         "bins": 10,
         "per_source": per_source,
         "cross_fitted_temperatures": [t_a, t_b],
@@ -134,15 +137,16 @@ def _calibrate_registers(
     g: dict[str, np.ndarray],
     registers: list[str],
     seed: int,
+    fitted: list[str],
 ) -> dict[str, Any]:
     names = sorted(z)
-    single = calibrate({n: (z[n], y[n]) for n in names}, seed)["temperature"]
+    single = calibrate({n: (z[n], y[n]) for n in names}, seed, fit_on=fitted)["temperature"]
 
     def fit(select: dict[str, np.ndarray]) -> np.ndarray:
         return fit_register_temperatures(
-            {n: z[n][select[n]] for n in names},
-            {n: y[n][select[n]] for n in names},
-            {n: g[n][select[n]] for n in names},
+            {n: z[n][select[n]] for n in fitted},
+            {n: y[n][select[n]] for n in fitted},
+            {n: g[n][select[n]] for n in fitted},
             single,
         )
 
@@ -171,10 +175,16 @@ def _calibrate_registers(
         "method": "register-temperature",
         "temperatures": {r: float(t) for r, t in zip(registers, temps, strict=True)},
         "one_temperature": single,
-        "fitted_on": "validation rows of every source, each source weighing alike; T(x) = sum_r p(register r | x) T_r",
+        "fitted_on": _fitted_on(names, fitted) + "; T(x) = sum_r p(register r | x) T_r",
         "bins": 10,
         "per_source": per_source,
         "cross_fitted_temperatures": [
             {r: float(t) for r, t in zip(registers, ts, strict=True)} for ts in (t_a, t_b)
         ],
     }
+
+
+def _fitted_on(names: list[str], fitted: list[str]) -> str:
+    if fitted == names:
+        return "validation rows of every source, each source weighing alike"
+    return f"validation rows of {', '.join(fitted)} (export.calibrate_on), each source weighing alike"

@@ -150,6 +150,8 @@ class TrainConfig:
 @dataclass
 class ExportConfig:
     opset: int = 17
+    # The sources the calibration temperature is fitted on (empty: every source); ECE is reported for all.
+    calibrate_on: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -260,6 +262,12 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Co
     check_labels(config.labels)
     if config.labels.none:
         check_none_reasoning(config.rgen.evidence.none_reasoning)
+    sources = [src.name for src in config.data.all_sources()]
+    unknown = [n for n in config.export.calibrate_on if n not in sources]
+    if unknown:
+        raise ValueError(
+            f"config.export.calibrate_on: {', '.join(unknown)} is not a data source; known: {', '.join(sources)}"
+        )
     if config.prior.missing not in ("zero", "abstain"):
         raise ValueError(f"config.prior.missing: {config.prior.missing!r}; expected one of zero, abstain")
     if config.train.selection not in SELECTION_METRICS:

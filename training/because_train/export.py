@@ -491,6 +491,7 @@ def add_calibration(
         if registers
         else None,
         registers,
+        config.export.calibrate_on,
     )
     manifest["calibration"] = cal
     for name, c in cal["per_source"].items():

@@ -43,3 +43,21 @@ def test_calibrate_lowers_the_ece_of_an_overconfident_model_and_scores_still_sum
         assert s["mean_top_score"] < s["mean_top_score_uncalibrated"]
     p = label_scores(za, cal["temperature"])
     assert np.allclose(p.sum(axis=1), 1) and (p.argmax(axis=1) == za.argmax(axis=1)).all()
+
+
+def test_register_temperatures_follow_each_register_and_fit_on_leaves_a_source_out():
+    # Two sources whose rows are right at temperatures 1 and 4; each row's gate is sure of its source.
+    za, ya = synthetic(3000, 1.0, 2)
+    zb, yb = synthetic(3000, 4.0, 3)
+    gates = {"a": [[1.0, 0.0]] * 3000, "b": [[0.0, 1.0]] * 3000}
+    cal = calibrate({"a": (za, ya), "b": (zb, yb)}, 0, gates, ["a", "b"])
+    assert cal["method"] == "register-temperature"
+    assert cal["temperatures"]["a"] == pytest.approx(1.0, rel=0.1)
+    assert cal["temperatures"]["b"] == pytest.approx(4.0, rel=0.1)
+    # One temperature for both lies between and is worse on each than its own.
+    for n in ("a", "b"):
+        assert cal["per_source"][n]["ece"] < cal["per_source"][n]["ece_one_temperature"]
+    # Fitted on "a" alone, one temperature is a's, and b is still reported.
+    only_a = calibrate({"a": (za, ya), "b": (zb, yb)}, 0, fit_on=["a"])
+    assert only_a["temperature"] == pytest.approx(1.0, rel=0.1)
+    assert "b" in only_a["per_source"] and only_a["fitted_on"].startswith("validation rows of a (")

@@ -30,3 +30,12 @@ def test_selection_metric_is_accuracy_or_macro_f1() -> None:
     assert load_config(None, {"train.selection": "macro_f1"}).train.selection == "macro_f1"
     with pytest.raises(ValueError, match="config.train.selection: 'f1'; expected one of accuracy, macro_f1"):
         load_config(None, {"train.selection": "f1"})
+
+
+def test_calibrate_on_names_data_sources(tmp_path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[[data.sources]]\nname = "a"\ntrain = "x.jsonl"\nvalidation_share = 0.1\n[export]\ncalibrate_on = ["b"]\n'
+    )
+    with pytest.raises(ValueError, match="calibrate_on: b is not a data source; known: a"):
+        load_config(cfg)
