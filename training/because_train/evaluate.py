@@ -293,7 +293,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     try:
         pkg = load_package(args.model, args.threads, args.graph)
         if args.no_prior:
-            pkg.prior = None
+            pkg.drop_prior()
         metrics, predictions = evaluate(
             pkg, args.data, args.limit, args.batch_size, grounded=not args.ungrounded, truncate=args.truncate
         )

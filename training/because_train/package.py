@@ -83,6 +83,20 @@ class Package:
             return float(np.mean(list(cal["temperatures"].values())))
         return float(cal.get("temperature", 1.0))
 
+    def drop_prior(self) -> None:
+        """Decode without the lexical prior (`evaluate --no-prior`). A temperature per register needs
+        the prior's gate, so the one temperature calibrate fitted beside them takes its place."""
+        self.prior = None
+        cal = self.manifest.get("calibration") or {}
+        if cal.get("method") == "register-temperature":
+            self.manifest = {
+                **self.manifest,
+                "calibration": {
+                    "method": "temperature",
+                    "temperature": float(cal.get("one_temperature", 1.0)),
+                },
+            }
+
     def gates(self, sources: list[bytes]) -> list[list[float] | None]:
         """Each source's register probabilities under a registers prior (None otherwise)."""
         if self.prior is None or self.prior.registers is None:

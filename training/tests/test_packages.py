@@ -109,3 +109,19 @@ def test_adversarial_inputs_quote_only_their_own_text():
         source = normalize(text, pkg.spec.normalize, pkg.spec.emoji)
         assert all(q in source for q in quoted_phrases(reasoning)), (text, reasoning)
         assert abs(d.scores.sum() - 1) < 1e-9 and d.label == int(d.scores.argmax())
+
+
+def test_without_its_prior_a_package_scores_at_the_one_temperature(tmp_path):
+    # evaluate --no-prior: the registers' temperatures need the prior's gate, so the one temperature
+    # fitted beside them is used, and the labels are the model's alone.
+    data = tmp_path / "rows.jsonl"
+    data.write_text(
+        '{"text": "I am so happy today!", "label": "joy"}\n{"text": "This is terrifying.", "label": "fear"}\n'
+    )
+    pkg = load_package(REPO_ROOT / "models" / QRA)
+    one = pkg.manifest["calibration"]["one_temperature"]
+    pkg.drop_prior()
+    assert pkg.prior is None and pkg.temperature == one
+    metrics, rows = evaluate(pkg, str(data), progress=False)
+    assert metrics["n"] == 2 and metrics["prior_weight"] is None and metrics["temperature"] == one
+    assert all("registers" not in r for r in rows)
