@@ -268,6 +268,11 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Co
         raise ValueError(
             f"config.export.calibrate_on: {', '.join(unknown)} is not a data source; known: {', '.join(sources)}"
         )
+    if config.prior.registers and len(sources) < 2:
+        raise ValueError(
+            f"config.prior.registers: needs at least 2 data sources (a gate between them and one prior each); "
+            f"this config has {len(sources)} ({', '.join(sources)})"
+        )
     if config.prior.missing not in ("zero", "abstain"):
         raise ValueError(f"config.prior.missing: {config.prior.missing!r}; expected one of zero, abstain")
     if config.train.selection not in SELECTION_METRICS:

@@ -39,3 +39,8 @@ def test_calibrate_on_names_data_sources(tmp_path) -> None:
     )
     with pytest.raises(ValueError, match="calibrate_on: b is not a data source; known: a"):
         load_config(cfg)
+
+
+def test_registers_need_two_sources() -> None:
+    with pytest.raises(ValueError, match="config.prior.registers: needs at least 2 data sources"):
+        load_config(None, {"prior.registers": True})

@@ -222,3 +222,61 @@ def test_prior_stage_fits_a_lexical_prior_into_a_package_and_measures_it_again(t
         assert out.returncode == 0, out.stderr[-3000:]
         runs[flags] = json.loads(out.stdout.strip().splitlines()[-1])
     assert runs[()]["prior_weight"] == prior["weight"] and runs[("--no-prior",)]["prior_weight"] is None
+
+
+def test_prior_stage_with_registers_fits_a_gate_and_an_expert_per_source(tiny_run, tmp_path):
+    # The tiny package, re-measured under a two-source config: tweets and Reddit comments.
+    import shutil
+
+    tmp, _, _ = tiny_run
+    shared_file("goemotions", "train.jsonl")
+    shutil.copytree(tmp / "models" / "t-qa", tmp_path / "models" / "t-qa")
+    config = tmp_path / "registers.toml"
+    config.write_text(f"""
+name = "t-{{kind}}"
+run_dir = "{tmp_path / "run"}"
+models_dir = "{tmp_path / "models"}"
+report_dir = "{tmp_path / "report"}"
+seed = 3
+[[data.sources]]
+name = "tweets"
+train = "{SHARED_DATA / "emotion" / "train.jsonl"}"
+validation = "{SHARED_DATA / "emotion" / "validation.jsonl"}"
+limit = 300
+[[data.sources]]
+name = "reddit"
+train = "{SHARED_DATA / "goemotions" / "train.jsonl"}"
+validation = "{SHARED_DATA / "goemotions" / "validation.jsonl"}"
+limit = 3000
+[export]
+calibrate_on = ["reddit", "tweets"]
+[prior]
+registers = true
+missing = "abstain"
+max_terms = 200
+""")
+    assert run_cli("data", "--config", str(config)).returncode == 0
+    result = run_cli("prior", "--config", str(config), "--kind", "qa")
+    assert result.returncode == 0, result.stderr[-3000:]
+    pkg = tmp_path / "models" / "t-qa"
+    m = json.loads((pkg / "manifest.json").read_text())
+    spec = json.loads((pkg / "prior.json").read_text())
+    assert m["prior"]["method"] == "tfidf-logreg-registers" and m["prior"]["registers"] == [
+        "tweets",
+        "reddit",
+    ]
+    assert (
+        spec["registers"] == ["tweets", "reddit"]
+        and spec["missing"] == "abstain"
+        and len(spec["experts"]) == 2
+    )
+    assert set(m["prior"]["weights"]) == {"tweets", "reddit"} and all(
+        0 <= w <= 2.5 for w in m["prior"]["weights"].values()
+    )
+    assert m["calibration"]["method"] == "register-temperature"
+    assert list(m["calibration"]["temperatures"]) == ["tweets", "reddit"]
+    assert "## Lexical prior (one per register)" in (pkg / "MODEL_CARD.md").read_text()
+    data = str(SHARED_DATA / "emotion" / "validation.jsonl")
+    for flags in ((), ("--no-prior",)):
+        out = run_cli("evaluate", "--model", str(pkg), "--data", data, "--limit", "32", *flags)
+        assert out.returncode == 0, out.stderr[-3000:]
