@@ -77,7 +77,7 @@ describe('KvCache', () => {
     expect(kv.numRows).toBe(1)
   })
 
-  it('keeps contents through growing and shrinking the capacity', () => {
+  it('keeps contents through growing the capacity, and never shrinks it', () => {
     const kv = new KvCache(shape, { granularity: 4 })
     kv.reserve(1, 4)
     kv.addRow(present(1, 3, (_b, pos) => 500 + pos), 0, 3)
@@ -86,8 +86,9 @@ describe('KvCache', () => {
     expect([kv.capacity, kv.rowCapacity]).toEqual([32, 8])
     expect(rowContents(kv, 0)).toEqual(before)
     expect(kv.reserve(5, 30)).toBe(false)
-    expect(kv.reserve(5, 4)).toBe(true)
-    expect(kv.capacity).toBe(4)
+    // Shorter rows later: no reallocation (it cost a regrowth every few tokens at concurrency 1).
+    expect(kv.reserve(5, 4)).toBe(false)
+    expect(kv.capacity).toBe(32)
     expect(rowContents(kv, 0)).toEqual(before)
   })
 
