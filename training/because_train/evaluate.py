@@ -124,8 +124,9 @@ def decode_windows(
     longest = max((len(p) for p in prompts), default=1)
     forward = pkg.forward(capacity=longest + m["limits"]["max_reasoning_tokens"] + 3)
     sources = [spec.source_bytes(ids) for ids in windows]
-    gates = pkg.gates(sources)
-    temps = pkg.temperatures(sources) if temperature is None else [temperature] * len(windows)
+    priors, gates, temps = pkg.fusion(sources)
+    if temperature is not None:
+        temps = [temperature] * len(windows)
     order = sorted(range(len(windows)), key=lambda i: len(prompts[i]))
     out: dict[int, Decoded] = {}
     t0 = time.time()
@@ -145,7 +146,7 @@ def decode_windows(
             token_bytes=spec.token_bytes if grounded else None,
             temperature=[temps[i] for i in idx],
             scores_at_first_label=pkg.scores_at_first_label,
-            priors=[pkg.prior.for_source(sources[i]) for i in idx] if pkg.prior else None,
+            priors=[priors[i] for i in idx] if priors is not None else None,
         )
         for i, d in zip(idx, decoded, strict=True):
             d.gate = gates[i]

@@ -76,11 +76,11 @@ class Package:
 
     @property
     def temperature(self) -> float:
-        """The calibration temperature the label scores are divided by (1: uncalibrated); for a
-        register temperature, the one of a text whose register the gate cannot tell (the mean)."""
+        """The calibration temperature the label scores are divided by (1: uncalibrated). A register
+        temperature has one per text instead (`fusion`)."""
         cal = self.manifest.get("calibration") or {}
         if cal.get("method") == "register-temperature":
-            return float(np.mean(list(cal["temperatures"].values())))
+            raise ValueError("calibration: a register temperature is one per text (Package.fusion), not one")
         return float(cal.get("temperature", 1.0))
 
     def drop_prior(self) -> None:
@@ -97,19 +97,23 @@ class Package:
                 },
             }
 
-    def gates(self, sources: list[bytes]) -> list[list[float] | None]:
-        """Each source's register probabilities under a registers prior (None otherwise)."""
-        if self.prior is None or self.prior.registers is None:
-            return [None] * len(sources)
-        return [self.prior.gate_for_source(src) for src in sources]
-
-    def temperatures(self, sources: list[bytes]) -> list[float]:
-        """The temperature each source's label scores are divided by (calibrate.temperature_of)."""
+    def fusion(
+        self, sources: list[bytes]
+    ) -> tuple[list[np.ndarray] | None, list[list[float] | None], list[float]]:
+        """Per source (a sequence's input bytes): what the prior adds to its label logits (None: no
+        prior), its register probabilities (None without a registers prior) and the temperature its
+        label scores are divided by (calibrate.temperature_of); the gate computed once for all three."""
         from because_train.calibrate import temperature_of
 
-        registers = self.prior.registers if self.prior else None
+        prior = self.prior
+        if prior is None or prior.registers is None:
+            gates: list[list[float] | None] = [None] * len(sources)
+        else:
+            gates = [prior.gate_probs(src.decode("utf-8", errors="replace")) for src in sources]
+        priors = [prior.for_source(src, g) for src, g in zip(sources, gates, strict=True)] if prior else None
         cal = self.manifest.get("calibration")
-        return [temperature_of(cal, registers, g) for g in self.gates(sources)]
+        registers = prior.registers if prior else None
+        return priors, gates, [temperature_of(cal, registers, g) for g in gates]
 
     def forward(self, capacity: int | None = None):  # type: ignore[no-untyped-def]
         """A `decode.Forward` over the package's graph. `capacity` (gqa layout only): KV slots per
@@ -133,6 +137,7 @@ class Package:
 
         spec = self.spec
         sources = [spec.source_bytes(ids) for ids in text_ids]
+        priors, _, temperatures = self.fusion(sources)
         return decode_batch(
             forward,
             [spec.prompt_ids(ids) for ids in text_ids],
@@ -144,9 +149,9 @@ class Package:
             pad=spec.specials["pad"],
             sources=sources,
             token_bytes=spec.token_bytes,
-            temperature=self.temperatures(sources),
+            temperature=temperatures,
             scores_at_first_label=self.scores_at_first_label,
-            priors=[self.prior.for_source(src) for src in sources] if self.prior else None,
+            priors=priors,
         )
 
 

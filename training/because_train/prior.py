@@ -274,12 +274,13 @@ class LexicalPrior:
             return None
         return [math.exp(v) for v in self.gate.log_probs(text)]
 
-    def log_probs(self, text: str) -> list[float]:
+    def log_probs(self, text: str, gate: list[float] | None = None) -> list[float]:
         """log p(label | text), in label order; `text` as the model reads it (normalised). A
-        registers prior: the experts' probabilities mixed by the gate's, floored at FLOOR."""
+        registers prior: the experts' probabilities mixed by the gate's (`gate`, when the caller
+        already has them), floored at FLOOR."""
         if self.registers is None:
             return self.unit.log_probs(text)
-        g = self.gate_probs(text)
+        g = gate if gate is not None else self.gate_probs(text)
         assert g is not None
         p = [0.0] * len(self.spec["labels"])
         for r, expert in enumerate(self.experts):
@@ -305,15 +306,13 @@ class LexicalPrior:
             w += g * v
         return w
 
-    def for_source(self, source: bytes) -> np.ndarray:
+    def for_source(self, source: bytes, gate: list[float] | None = None) -> np.ndarray:
         """weight x log p over the labels for a sequence whose input bytes are `source` (what the
-        model reads, as grounded quoting sees it): what is added to the label logits."""
+        model reads, as grounded quoting sees it): what is added to the label logits. `gate`: its
+        register probabilities, when the caller already has them (`gate_probs` of the same text)."""
         text = source.decode("utf-8", errors="replace")
-        w = self.weight_for(self.gate_probs(text))
-        return np.asarray([w * v for v in self.log_probs(text)], dtype=np.float64)
-
-    def gate_for_source(self, source: bytes) -> list[float] | None:
-        return self.gate_probs(source.decode("utf-8", errors="replace"))
+        g = gate if gate is not None else self.gate_probs(text)
+        return np.asarray([self.weight_for(g) * v for v in self.log_probs(text, g)], dtype=np.float64)
 
 
 def choose_weight(
