@@ -233,10 +233,8 @@ export class Peer {
     if (manifest.kind !== 'qra') throw new Error(`${abs}: the peer serves qra packages (reasoning then label), not ${manifest.kind}`)
     const emoji = manifest.prompt.normalize === 'natural-v1' ? await loadEmojiTable(abs) : undefined
     const prior = await loadPrior(abs, manifest)
+    // The peer reads manifest.json unvalidated: labelCalibration checks every temperature it returns.
     const calibration = labelCalibration(manifest, prior?.method === 'tfidf-logreg-registers' ? prior.registers : null, `${abs}/manifest.json`)
-    if (calibration.method === 'temperature' && !(Number.isFinite(calibration.temperature) && calibration.temperature > 0)) {
-      throw new Error(`${abs}: calibration.temperature must be a positive number, not ${calibration.temperature}`)
-    }
     // Read here as well as by transformers.js: the engine's byte table comes from the same vocabulary.
     const vocabFile = `${abs}/tokenizer.json`
     const { quoteBytes: tokenBytes } = vocabularyBytes(JSON.parse(await readFile(vocabFile, 'utf8')), manifest.onnx.vocab_size, vocabFile)

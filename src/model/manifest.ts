@@ -271,18 +271,18 @@ export function labelCalibration(
   path: string,
 ): LabelCalibration {
   const c = m.calibration
-  if (c?.method !== 'register-temperature') return { method: 'temperature', temperature: c?.temperature ?? 1 }
+  const positive = (t: number, field: string): number => {
+    if (!(Number.isFinite(t) && t > 0)) throw new PackageError(`${path}: ${field}: must be a positive finite number, not ${t}`)
+    return t
+  }
+  if (c?.method !== 'register-temperature') return { method: 'temperature', temperature: positive(c?.temperature ?? 1, 'calibration.temperature') }
   if (!registers) throw new PackageError(`${path}: calibration: method register-temperature needs a registers prior (prior.method tfidf-logreg-registers)`)
   const temperatures = c.temperatures ?? {}
   const named = Object.keys(temperatures)
   if (named.length !== registers.length || registers.some((r) => !Object.hasOwn(temperatures, r))) {
     throw new PackageError(`${path}: calibration.temperatures: names ${JSON.stringify(named.sort())}, not the registers ${JSON.stringify(registers)}; it needs one temperature per register`)
   }
-  for (const r of registers) {
-    const t = temperatures[r]!
-    if (!(Number.isFinite(t) && t > 0)) throw new PackageError(`${path}: calibration.temperatures.${r}: must be a positive finite number, not ${t}`)
-  }
-  return { method: 'register-temperature', temperatures: Float64Array.from(registers, (r) => temperatures[r]!) }
+  return { method: 'register-temperature', temperatures: Float64Array.from(registers, (r) => positive(temperatures[r]!, `calibration.temperatures.${r}`)) }
 }
 
 /**
